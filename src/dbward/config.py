@@ -1,0 +1,183 @@
+"""The ``dbward.yaml`` model: listeners, named connections, identity providers, audit.
+
+Loaded once at start; every error names the setting at fault and the file.
+Secrets never live in this file: connections name where dbward reads the
+upstream password from (an environment variable or a file).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dbward.errors import ConfigError
+from dbward.identity.models import IdentityKind
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsMode(StrEnum):
+    """How dbward talks TLS to an upstream, with libpq's names and meanings."""
+
+    DISABLE = "disable"
+    PREFER = "prefer"
+    REQUIRE = "require"
+    VERIFY_CA = "verify-ca"
+    VERIFY_FULL = "verify-full"
+
+
+class ListenerTls(_Model):
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ListenerTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both cert_file and key_file, or neither (a self-signed one is made)")
+        return self
+
+
+class Listener(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=6432, ge=0, le=65535)
+    protocol: Literal["postgres"] = "postgres"
+    tls: ListenerTls = ListenerTls()
+    require_tls: bool = Field(
+        default=True,
+        description="refuse clients that do not start TLS (tokens are sent as passwords)",
+    )
+
+
+class Credentials(_Model):
+    """Where the upstream user name and password are read from; never the values."""
+
+    user: str | None = None
+    user_env: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Credentials:
+        if self.user is None and self.user_env is None:
+            raise ValueError("set user or user_env")
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("set password_env or password_file, not both")
+        return self
+
+
+class UpstreamTls(_Model):
+    mode: TlsMode = TlsMode.PREFER
+    ca_file: Path | None = Field(default=None, description="system trust store when unset")
+    server_name: str | None = None
+
+
+class Connection(_Model):
+    environment: str = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str
+    credentials: Credentials
+    tls: UpstreamTls = UpstreamTls()
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+
+class OidcProvider(_Model):
+    issuer: str
+    audience: str | list[str]
+    jwks_uri: str | None = Field(
+        default=None, description="defaults to the issuer's OpenID discovery document"
+    )
+    algorithms: list[str] = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
+    username_claim: str = "email"
+    groups_claim: str = "groups"
+    kind: IdentityKind = IdentityKind.HUMAN
+    jwks_cache_seconds: float = Field(default=600.0, gt=0)
+    leeway_seconds: float = Field(default=30.0, ge=0)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        allowed = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384",
+                   "PS512", "EdDSA"}
+        bad = [alg for alg in value if alg not in allowed]
+        if bad:
+            raise ValueError(
+                f"algorithms {bad} are not allowed: only asymmetric signatures "
+                f"({', '.join(sorted(allowed))}) can be verified against a JWKS"
+            )
+        if not value:
+            raise ValueError("at least one algorithm is needed")
+        return value
+
+
+class IdentityConfig(_Model):
+    oidc: list[OidcProvider] = []
+    tokens: bool = Field(default=True, description="accept dbward service and agent tokens")
+
+
+class AuditConfig(_Model):
+    store: Literal["sqlite"] = "sqlite"
+    path: Path | None = Field(default=None, description="defaults to <state_dir>/audit.db")
+    synchronous: Literal["normal", "full"] = "normal"
+
+
+class Limits(_Model):
+    startup_timeout: float = Field(default=15.0, gt=0)
+    max_startup_packet: int = Field(default=10_000, ge=64)
+    max_message_size: int = Field(default=256 * 1024 * 1024, ge=1024)
+    drain_timeout: float = Field(default=30.0, ge=0)
+
+
+class Config(_Model):
+    state_dir: Path = Path(".dbward")
+    listeners: list[Listener] = [Listener()]
+    connections: dict[str, Connection]
+    identity: IdentityConfig = IdentityConfig()
+    audit: AuditConfig = AuditConfig()
+    limits: Limits = Limits()
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit.path or self.state_dir / "audit.db"
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.state_dir / "tokens.db"
+
+
+def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate a mapping as a :class:`Config`; relative paths are taken from ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of settings")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+    if base_dir is not None and not config.state_dir.is_absolute():
+        config = config.model_copy(update={"state_dir": base_dir / config.state_dir})
+    return config
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``dbward.yaml``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML: {exc}") from None
+    return parse_config(data, source=str(path), base_dir=path.resolve().parent)
