@@ -39,7 +39,9 @@ class ListenerTls(_Model):
     @model_validator(mode="after")
     def _both_or_neither(self) -> ListenerTls:
         if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("give both cert_file and key_file, or neither (a self-signed one is made)")
+            raise ValueError(
+                "give both cert_file and key_file, or neither (a self-signed one is made)"
+            )
         return self
 
 
@@ -103,8 +105,18 @@ class OidcProvider(_Model):
     @field_validator("algorithms")
     @classmethod
     def _asymmetric_only(cls, value: list[str]) -> list[str]:
-        allowed = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384",
-                   "PS512", "EdDSA"}
+        allowed = {
+            "RS256",
+            "RS384",
+            "RS512",
+            "ES256",
+            "ES384",
+            "ES512",
+            "PS256",
+            "PS384",
+            "PS512",
+            "EdDSA",
+        }
         bad = [alg for alg in value if alg not in allowed]
         if bad:
             raise ValueError(

@@ -7,6 +7,7 @@ pure computations (RFC 5802 / RFC 7677), with the nonce injectable for tests.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -32,6 +33,20 @@ def _parse_attributes(message: str) -> dict[str, str]:
     return attributes
 
 
+def _text(message: bytes) -> str:
+    try:
+        return message.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("SCRAM server message is not UTF-8") from None
+
+
+def _b64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ProtocolError(f"SCRAM server message has an invalid base64 {what}") from None
+
+
 class ScramClient:
     """One SCRAM-SHA-256 exchange (without channel binding)."""
 
@@ -48,15 +63,17 @@ class ScramClient:
 
     def continue_response(self, server_first: bytes) -> bytes:
         """Payload of SASLResponse answering AuthenticationSASLContinue."""
-        text = server_first.decode("utf-8", errors="strict")
+        text = _text(server_first)
         attrs = _parse_attributes(text)
         try:
             nonce, salt_b64, iterations = attrs["r"], attrs["s"], int(attrs["i"])
         except (KeyError, ValueError):
             raise ProtocolError("SCRAM server-first message lacks nonce, salt or count") from None
-        if not nonce.startswith(self._client_nonce) or iterations < 1:
+        if not 1 <= iterations <= 0x7FFFFFFF:  # PostgreSQL's scram_iterations range
+            raise ProtocolError(f"SCRAM iteration count {iterations} is out of range")
+        if not nonce.startswith(self._client_nonce):
             raise ProtocolError("SCRAM server nonce does not extend the client nonce")
-        salt = base64.b64decode(salt_b64)
+        salt = _b64(salt_b64, "salt")
         salted = hashlib.pbkdf2_hmac("sha256", self._password.encode(), salt, iterations)
         client_key = hmac.digest(salted, b"Client Key", "sha256")
         stored_key = hashlib.sha256(client_key).digest()
@@ -70,10 +87,10 @@ class ScramClient:
 
     def verify_final(self, server_final: bytes) -> None:
         """Check the server's signature; raise if the server did not prove it knows the key."""
-        attrs = _parse_attributes(server_final.decode("utf-8", errors="strict"))
+        attrs = _parse_attributes(_text(server_final))
         if "e" in attrs:
             raise ProtocolError(f"SCRAM authentication failed: {attrs['e']}")
         if self._server_signature is None or "v" not in attrs:
             raise ProtocolError("SCRAM server-final message arrived out of order")
-        if not hmac.compare_digest(base64.b64decode(attrs["v"]), self._server_signature):
+        if not hmac.compare_digest(_b64(attrs["v"], "signature"), self._server_signature):
             raise ProtocolError("SCRAM server signature does not verify")

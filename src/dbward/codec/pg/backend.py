@@ -168,7 +168,7 @@ class CommandComplete:
     def rows(self) -> int | None:
         """Rows affected or returned, from the tag ("SELECT 5", "INSERT 0 3", "COPY 10")."""
         last = self.tag.rsplit(" ", 1)[-1]
-        return int(last) if last.isdigit() and " " in self.tag else None
+        return int(last) if last.isascii() and last.isdigit() and " " in self.tag else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +200,7 @@ class _Fields:
     def _encode(self, type_code: bytes) -> bytes:
         w = Writer()
         for code, value in self.fields.items():
-            w.raw(code.encode()).cstring(value)
+            w.raw(code.encode("latin-1")).cstring(value)  # one byte, as decoded
         return frame(type_code, w.byte(0).payload())
 
 

@@ -15,7 +15,12 @@ import struct
 from dbward.codec.pg.backend import BackendMessage, decode_backend
 from dbward.codec.pg.errors import ProtocolError
 from dbward.codec.pg.frontend import FrontendMessage, decode_frontend
-from dbward.codec.pg.startup import StartupPacket, decode_startup_packet
+from dbward.codec.pg.startup import (
+    CancelRequest,
+    StartupMessage,
+    StartupPacket,
+    decode_startup_packet,
+)
 
 _LENGTH = struct.Struct("!i")
 
@@ -85,16 +90,19 @@ class Framer:
 class StartupParser:
     """Reads the untyped packets of the startup phase (SSLRequest, StartupMessage, ...)."""
 
-    __slots__ = ("_buf", "_max")
+    __slots__ = ("_buf", "_done", "_max")
 
     def __init__(self, *, max_packet: int = DEFAULT_MAX_STARTUP) -> None:
         self._buf = bytearray()
         self._max = max_packet
+        self._done = False
 
     def feed(self, data: bytes) -> list[StartupPacket]:
         self._buf += data
         packets: list[StartupPacket] = []
-        while len(self._buf) >= 4:
+        # After a StartupMessage or CancelRequest the startup phase is over: what
+        # follows is typed messages, kept for take_rest(), never read as packets.
+        while not self._done and len(self._buf) >= 4:
             (length,) = _LENGTH.unpack_from(self._buf, 0)
             if length < 8:
                 raise ProtocolError(f"invalid length of startup packet: {length}")
@@ -106,7 +114,9 @@ class StartupParser:
                 break
             body = bytes(self._buf[4:length])
             del self._buf[:length]
-            packets.append(decode_startup_packet(body))
+            packet = decode_startup_packet(body)
+            packets.append(packet)
+            self._done = isinstance(packet, StartupMessage | CancelRequest)
         return packets
 
     def take_rest(self) -> bytes:

@@ -56,7 +56,7 @@ class StartupMessage:
         return self.parameters.get("database", "") or self.user
 
     def encode(self) -> bytes:
-        w = Writer().int16(self.major).int16(self.minor)
+        w = Writer().int32((self.major << 16) | self.minor)  # minor is a uint16
         for name, value in self.parameters.items():
             w.cstring(name).cstring(value)
         w.byte(0)

@@ -1,0 +1,42 @@
+"""Audit events: what happened, to whom, where. Frozen, append-only records."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class EventKind(StrEnum):
+    CONNECTION_START = "connection.start"
+    CONNECTION_END = "connection.end"
+    LOGIN_FAILED = "login.failed"
+    STATEMENT = "statement"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One audit record.
+
+    ``data`` holds the kind-specific facts (statement text, rows, SQLSTATE,
+    TLS, client application, ...). No secret is ever put in an event.
+    """
+
+    kind: EventKind
+    session_id: str
+    identity: str | None = None
+    identity_kind: str | None = None
+    target: str | None = None
+    source: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back from a store, with its position in the trail."""
+
+    id: int
+    event: AuditEvent

@@ -1,0 +1,217 @@
+"""The ``dbward`` command: serve, demo, token, audit."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dbward.config import Config, load_config, parse_config
+from dbward.errors import DbwardError
+from dbward.identity.models import IdentityKind
+from dbward.identity.tokens import TokenStore, format_time, parse_ttl
+
+console = Console(stderr=True)
+DEFAULT_CONFIG = Path("dbward.yaml")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _config(path: Path | None) -> Config:
+    """The given config file, ./dbward.yaml if present, else defaults (state in ./.dbward)."""
+    if path is not None:
+        return load_config(path)
+    if DEFAULT_CONFIG.exists():
+        return load_config(DEFAULT_CONFIG)
+    return parse_config({"connections": {}}, base_dir=Path.cwd())
+
+
+def _fail(exc: DbwardError) -> None:
+    console.print(f"[red]error:[/red] {exc.message}")
+    raise SystemExit(2)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="dbward.yaml (default: ./dbward.yaml if present)",
+)
+
+
+@click.group()
+@click.version_option(package_name="dbward")
+def cli() -> None:
+    """dbward: identity-aware access proxy for databases."""
+
+
+@cli.command()
+@config_option
+@click.option("--log-level", default="info", show_default=True)
+def serve(config_path: Path | None, log_level: str) -> None:
+    """Run the proxy until SIGTERM/SIGINT, then drain connections and stop."""
+    _setup_logging(log_level)
+    try:
+        config = _config(config_path)
+    except DbwardError as exc:
+        _fail(exc)
+        return
+    import uvloop
+
+    from dbward.proxy.server import serve as run_server
+
+    try:
+        uvloop.run(run_server(config))
+    except DbwardError as exc:
+        _fail(exc)
+
+
+@cli.command()
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".dbward-demo"),
+    show_default=True,
+)
+@click.option("--port", type=int, default=6432, show_default=True)
+@click.option("--check", is_flag=True, help="run one query through dbward, print it, and stop")
+@click.option("--log-level", default="warning", show_default=True)
+def demo(state_dir: Path, port: int, check: bool, log_level: str) -> None:
+    """Start a seeded embedded PostgreSQL with dbward in front of it."""
+    _setup_logging(log_level)
+    from dbward.demo.run import run_demo
+
+    try:
+        run_demo(state_dir.resolve(), port=port, check=check, console=console)
+    except DbwardError as exc:
+        _fail(exc)
+
+
+@cli.group()
+def token() -> None:
+    """Service and agent tokens: create, list, revoke."""
+
+
+def _tokens(config_path: Path | None) -> TokenStore:
+    try:
+        return TokenStore(_config(config_path).tokens_path)
+    except DbwardError as exc:
+        _fail(exc)
+        raise
+
+
+@token.command("create")
+@config_option
+@click.option("--name", required=True, help="the identity's name; clients connect as this user")
+@click.option("--group", "groups", multiple=True, help="group membership (repeatable)")
+@click.option(
+    "--kind", type=click.Choice(["service", "agent"]), default="service", show_default=True
+)
+@click.option("--ttl", default="30d", show_default=True, help="lifetime: 30d, 12h, 90m, never")
+def token_create(
+    config_path: Path | None, name: str, groups: tuple[str, ...], kind: str, ttl: str
+) -> None:
+    """Create a token; it is shown once and stored only as a hash."""
+    try:
+        ttl_seconds = None if ttl == "never" else parse_ttl(ttl)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    with _tokens(config_path) as store:
+        try:
+            secret, record = store.create(name, IdentityKind(kind), groups, ttl_seconds)
+        except DbwardError as exc:
+            _fail(exc)
+            return
+    expires = format_time(record.expires_at) if record.expires_at else "never"
+    console.print(
+        f"created {kind} token [bold]{record.id}[/bold] for [bold]{name}[/bold] "
+        f"(groups: {', '.join(record.groups) or '-'}; expires {expires})"
+    )
+    console.print("it is shown only this once; connect with it as the password:")
+    click.echo(secret)
+
+
+@token.command("list")
+@config_option
+@click.option("--all", "include_revoked", is_flag=True, help="include revoked tokens")
+def token_list(config_path: Path | None, include_revoked: bool) -> None:
+    """List tokens (never their secrets)."""
+    with _tokens(config_path) as store:
+        records = store.list(include_revoked=include_revoked)
+    table = Table("id", "name", "kind", "groups", "created", "expires", "revoked")
+    for r in records:
+        table.add_row(
+            r.id,
+            r.name,
+            r.kind.value,
+            ",".join(r.groups),
+            format_time(r.created_at),
+            format_time(r.expires_at) if r.expires_at else "never",
+            format_time(r.revoked_at) if r.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@token.command("revoke")
+@config_option
+@click.argument("name_or_id")
+def token_revoke(config_path: Path | None, name_or_id: str) -> None:
+    """Revoke a token by name or id; new logins with it fail at once."""
+    with _tokens(config_path) as store:
+        try:
+            record = store.revoke(name_or_id)
+        except DbwardError as exc:
+            _fail(exc)
+            return
+    console.print(f"revoked token {record.id} ({record.name})")
+
+
+@cli.group()
+def audit() -> None:
+    """Read the audit trail."""
+
+
+@audit.command("tail")
+@config_option
+@click.option("-n", "--lines", "limit", default=20, show_default=True)
+@click.option("-f", "--follow", is_flag=True, help="keep printing new records")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+def audit_tail(config_path: Path | None, limit: int, follow: bool, as_json: bool) -> None:
+    """Print the latest audit records."""
+    from dbward.audit.render import render_event, render_json
+    from dbward.audit.store import SqliteAuditStore
+
+    config = _config(config_path)
+    if not config.audit_path.exists():
+        _fail(DbwardError(f"no audit store at {config.audit_path}: has dbward run here?"))
+    store = SqliteAuditStore(config.audit_path)
+    last = 0
+    try:
+        while True:
+            events = store.tail(limit if not last else 1000, after_id=last)
+            for stored in events:
+                click.echo(render_json(stored) if as_json else render_event(stored))
+                last = stored.id
+            if not follow:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+
+
+def main() -> None:
+    cli(prog_name="dbward")

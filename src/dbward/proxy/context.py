@@ -1,0 +1,21 @@
+"""What every session of one dbward process shares."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+
+from dbward.audit.writer import AuditWriter
+from dbward.config import Config
+from dbward.identity.authenticator import Authenticator
+from dbward.proxy.cancel import CancelRegistry
+
+
+@dataclass(slots=True)
+class ProxyContext:
+    config: Config
+    authenticator: Authenticator
+    audit: AuditWriter
+    server_tls: ssl.SSLContext | None
+    cancels: CancelRegistry = field(default_factory=CancelRegistry)
+    draining: bool = False

@@ -1,0 +1,125 @@
+"""The dbward server: listeners, the sessions they accept, and a graceful stop.
+
+On SIGTERM (or SIGINT) dbward stops accepting, lets every session finish
+what it is doing (statements in flight, open transactions), ends each one
+when it becomes idle, and after ``limits.drain_timeout`` ends the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import suppress
+
+from dbward.audit.store import SqliteAuditStore
+from dbward.audit.writer import AuditWriter
+from dbward.config import Config, Listener
+from dbward.identity.authenticator import Authenticator
+from dbward.identity.tokens import TokenStore
+from dbward.proxy.connection import Conn
+from dbward.proxy.context import ProxyContext
+from dbward.proxy.session import Session
+from dbward.proxy.tls import server_context
+
+log = logging.getLogger(__name__)
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        tokens = TokenStore(config.tokens_path) if config.identity.tokens else None
+        self.ctx = ProxyContext(
+            config=config,
+            authenticator=Authenticator(config.identity, tokens),
+            audit=AuditWriter(
+                SqliteAuditStore(config.audit_path, synchronous=config.audit.synchronous)
+            ),
+            server_tls=server_context(config.listeners[0].tls, config.state_dir),
+        )
+        self.sessions: set[Session] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._servers: list[asyncio.Server] = []
+        self._stopping = asyncio.Event()
+        self.addresses: list[tuple[str, int]] = []
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self.config.listeners:
+            server = await loop.create_server(
+                lambda listener=listener: self._accept(listener),  # type: ignore[misc]
+                listener.host,
+                listener.port,
+                reuse_address=True,
+                backlog=1024,
+            )
+            self._servers.append(server)
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                self.addresses.append((host, port))
+                log.info("listening on %s:%d (%s)", host, port, listener.protocol)
+
+    def _accept(self, listener: Listener) -> Conn:
+        conn = Conn()
+        task = asyncio.get_running_loop().create_task(self._run_session(conn, listener))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return conn
+
+    async def _run_session(self, conn: Conn, listener: Listener) -> None:
+        await asyncio.sleep(0)  # let connection_made run before the session reads
+        session = Session(self.ctx, conn, listener)
+        self.sessions.add(session)
+        try:
+            await session.run()
+        except Exception:
+            log.exception("session %s failed", session.id)
+            conn.abort()
+        finally:
+            self.sessions.discard(session)
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+
+    async def serve_until_stopped(self) -> None:
+        await self._stopping.wait()
+        await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def stop(self) -> None:
+        """Stop accepting, drain the sessions, then close the audit store."""
+        log.info("stopping: draining %d session(s)", len(self.sessions))
+        for server in self._servers:
+            server.close()
+        self.ctx.draining = True
+        for session in list(self.sessions):
+            session.drain()
+        if self._tasks:
+            _, pending = await asyncio.wait(
+                set(self._tasks), timeout=self.config.limits.drain_timeout
+            )
+            for session in list(self.sessions):
+                session.drain_now()
+            if pending:
+                await asyncio.wait(pending, timeout=2.0)
+            for task in pending:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+        for server in self._servers:
+            with suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1.0)
+        await self.ctx.audit.close()
+        log.info("stopped")
+
+
+async def serve(config: Config) -> None:
+    server = Server(config)
+    await server.start()
+    server.install_signal_handlers()
+    await server.serve_until_stopped()

@@ -1,0 +1,185 @@
+"""Which statement each server answer belongs to: the session's request/response state.
+
+Pure bookkeeping, fed the type byte and payload of each message in both
+directions. The server answers requests in order, so a FIFO of the requests
+still waiting for an answer is enough: simple Query runs until ReadyForQuery;
+in the extended protocol each Parse/Bind/Describe/Execute/Close/Sync has its
+own answer, and after an error the server skips everything up to the next
+Sync. When a statement is finished the tracker hands back a
+:class:`FinishedStatement` for the audit trail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+_NUL = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedStatement:
+    text: str
+    protocol: str  # "simple", "extended" or "function-call"
+    started_at: float
+    duration_ms: float
+    rows: int | None
+    tags: tuple[str, ...]
+    sqlstate: str | None
+    error: str | None
+    prepared_name: str | None = None
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: int  # the frontend message type byte
+    text: str = ""
+    started_wall: float = 0.0
+    started: float = 0.0
+    prepared_name: str | None = None
+    tags: list[str] = field(default_factory=list)
+    rows: int | None = None
+    sqlstate: str | None = None
+    error: str | None = None
+
+
+_Q, _P, _B, _D, _E, _C, _S, _F = (ord(c) for c in "QPBDECSF")
+
+
+def _cstring(payload: memoryview | bytes, start: int = 0) -> tuple[str, int]:
+    data = bytes(payload)
+    end = data.index(b"\x00", start)
+    return data[start:end].decode("utf-8", "replace"), end + 1
+
+
+def _error_fields(payload: bytes) -> tuple[str | None, str | None]:
+    sqlstate = message = None
+    for part in payload.split(b"\x00"):
+        if not part:
+            continue
+        code, value = part[:1], part[1:].decode("utf-8", "replace")
+        if code == b"C":
+            sqlstate = value
+        elif code == b"M":
+            message = value
+    return sqlstate, message
+
+
+def _tag_rows(tag: str) -> int | None:
+    head, _, last = tag.rpartition(" ")
+    return int(last) if head and last.isdigit() else None
+
+
+class StatementTracker:
+    """Pairs server answers with client requests; reports finished statements."""
+
+    def __init__(self) -> None:
+        self._ops: deque[_Op] = deque()
+        self._prepared: dict[str, str] = {}  # statement name -> text
+        self._portals: dict[str, tuple[str, str]] = {}  # portal -> (statement name, text)
+        self.transaction_status = "I"
+
+    @property
+    def idle(self) -> bool:
+        """No request waits for an answer and no transaction is open."""
+        return not self._ops and self.transaction_status == "I"
+
+    @property
+    def waiting(self) -> int:
+        return len(self._ops)
+
+    # client -> server -------------------------------------------------------------------
+
+    def on_frontend(self, kind: int, payload: bytes | memoryview) -> None:
+        if kind == _Q:
+            self._ops.append(self._op(kind, _cstring(payload)[0]))
+        elif kind == _P:
+            name, pos = _cstring(payload)
+            text = _cstring(payload, pos)[0]
+            self._prepared[name] = text
+            self._ops.append(self._op(kind, text, name))
+        elif kind == _B:
+            portal, pos = _cstring(payload)
+            statement = _cstring(payload, pos)[0]
+            self._portals[portal] = (statement, self._prepared.get(statement, ""))
+            self._ops.append(_Op(kind))
+        elif kind == _E:
+            portal = _cstring(payload)[0]
+            statement, text = self._portals.get(portal, ("", ""))
+            self._ops.append(self._op(kind, text, statement))
+        elif kind == _C:
+            target, name = payload[0], _cstring(payload, 1)[0]
+            if target == ord("S"):
+                self._prepared.pop(name, None)
+            else:
+                self._portals.pop(name, None)
+            self._ops.append(_Op(kind))
+        elif kind in (_D, _S):
+            self._ops.append(_Op(kind))
+        elif kind == _F:
+            self._ops.append(self._op(kind, "<function call>"))
+
+    @staticmethod
+    def _op(kind: int, text: str, prepared_name: str | None = None) -> _Op:
+        return _Op(kind, text, time.time(), time.perf_counter(), prepared_name)
+
+    # server -> client -------------------------------------------------------------------
+
+    def on_backend(self, kind: int, payload: bytes | memoryview) -> FinishedStatement | None:
+        """Account for one server message; return the statement it finished, if any."""
+        ops = self._ops
+        if not ops:
+            return None
+        head = ops[0]
+        if kind == 0x43:  # C CommandComplete
+            tag = _cstring(payload)[0]
+            head.tags.append(tag)
+            rows = _tag_rows(tag)
+            if rows is not None:
+                head.rows = (head.rows or 0) + rows
+            if head.kind == _E:
+                ops.popleft()
+                return self._finish(head)
+        elif kind == 0x5A:  # Z ReadyForQuery
+            self.transaction_status = chr(payload[0])
+            ops.popleft()
+            if head.kind in (_Q, _F):
+                return self._finish(head)
+        elif kind == 0x45:  # E ErrorResponse
+            head.sqlstate, head.error = _error_fields(bytes(payload))
+            if head.kind in (_Q, _F):
+                return None
+            ops.popleft()
+            while ops and ops[0].kind != _S:
+                ops.popleft()
+            if head.kind in (_E, _P):
+                return self._finish(head)
+        elif kind == 0x49 or kind == 0x73:  # I EmptyQueryResponse, s PortalSuspended
+            if head.kind == _E:
+                ops.popleft()
+                return self._finish(head)
+        elif kind in (0x31, 0x32, 0x33, 0x6E):  # 1, 2, 3 ParseComplete.. , n NoData
+            if head.kind != _Q:
+                ops.popleft()
+        elif kind == 0x54 and head.kind == _D:  # T RowDescription answering Describe
+            ops.popleft()
+        return None
+
+    @staticmethod
+    def _finish(op: _Op) -> FinishedStatement:
+        return FinishedStatement(
+            text=op.text,
+            protocol="simple"
+            if op.kind == _Q
+            else "function-call"
+            if op.kind == _F
+            else "extended",
+            started_at=op.started_wall,
+            duration_ms=round((time.perf_counter() - op.started) * 1000, 3),
+            rows=op.rows,
+            tags=tuple(op.tags),
+            sqlstate=op.sqlstate,
+            error=op.error,
+            prepared_name=op.prepared_name or None,
+        )
