@@ -12,6 +12,7 @@ import base64
 import binascii
 import http.client
 import json
+import math
 import re
 import ssl
 import time
@@ -443,7 +444,7 @@ class OidcVerifier:
             claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise AuthenticationError(
-                "token is not a JWT (its header or payload is not a JSON object)"
+                "token is not a JWT: its header or payload is malformed"
             ) from None
         return header, claims
 
@@ -458,7 +459,9 @@ class OidcVerifier:
         for name in _TIME_CLAIMS:
             value = claims.get(name)
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float)
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
             ):
                 raise AuthenticationError(f"token claim {name!r} must be a number of seconds")
         if claims.get("exp") is None:
