@@ -1,0 +1,3 @@
+from dbward.cli.main import main
+
+main()
