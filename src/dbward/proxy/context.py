@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
 
 from dbward.audit.writer import AuditWriter
@@ -16,6 +15,5 @@ class ProxyContext:
     config: Config
     authenticator: Authenticator
     audit: AuditWriter
-    server_tls: ssl.SSLContext | None
     cancels: CancelRegistry = field(default_factory=CancelRegistry)
     draining: bool = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from contextlib import suppress
 
 from dbward.audit.store import SqliteAuditStore
@@ -36,8 +37,10 @@ class Server:
             audit=AuditWriter(
                 SqliteAuditStore(config.audit_path, synchronous=config.audit.synchronous)
             ),
-            server_tls=server_context(config.listeners[0].tls, config.state_dir),
         )
+        self._tls = [
+            server_context(listener.tls, config.state_dir) for listener in config.listeners
+        ]
         self.sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._servers: list[asyncio.Server] = []
@@ -46,9 +49,9 @@ class Server:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        for listener in self.config.listeners:
+        for listener, tls in zip(self.config.listeners, self._tls, strict=True):
             server = await loop.create_server(
-                lambda listener=listener: self._accept(listener),  # type: ignore[misc]
+                lambda listener=listener, tls=tls: self._accept(listener, tls),  # type: ignore[misc]
                 listener.host,
                 listener.port,
                 reuse_address=True,
@@ -60,16 +63,16 @@ class Server:
                 self.addresses.append((host, port))
                 log.info("listening on %s:%d (%s)", host, port, listener.protocol)
 
-    def _accept(self, listener: Listener) -> Conn:
+    def _accept(self, listener: Listener, tls: ssl.SSLContext) -> Conn:
         conn = Conn()
-        task = asyncio.get_running_loop().create_task(self._run_session(conn, listener))
+        task = asyncio.get_running_loop().create_task(self._run_session(conn, listener, tls))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return conn
 
-    async def _run_session(self, conn: Conn, listener: Listener) -> None:
+    async def _run_session(self, conn: Conn, listener: Listener, tls: ssl.SSLContext) -> None:
         await asyncio.sleep(0)  # let connection_made run before the session reads
-        session = Session(self.ctx, conn, listener)
+        session = Session(self.ctx, conn, listener, tls)
         self.sessions.add(session)
         try:
             await session.run()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 import time
 from typing import Any
 
@@ -53,6 +54,7 @@ _TRACKED_FRONTEND = frozenset(b"QPBECDSF")
 _TRACKED_BACKEND = frozenset(b"CZEIs123nT")
 _VALID_FRONTEND = frozenset(FRONTEND_NAMES)
 _TERMINATE = ord("X")
+_HOLD_LIMIT = 1024 * 1024  # bytes held for an audit commit before upstream reads pause
 
 
 class SessionEnded(Exception):
@@ -64,8 +66,11 @@ def fatal(sqlstate: str, message: str, *, hint: str | None = None) -> bytes:
 
 
 class Session:
-    def __init__(self, ctx: ProxyContext, client: Conn, listener: Listener) -> None:
+    def __init__(
+        self, ctx: ProxyContext, client: Conn, listener: Listener, tls: ssl.SSLContext
+    ) -> None:
         self.ctx = ctx
+        self.tls = tls
         self.client = client
         self.listener = listener
         self.id = secrets.token_hex(6)
@@ -83,6 +88,8 @@ class Session:
         self._hold_future: asyncio.Future[None] | None = None
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._client_paused_upstream = False
+        self._held_bytes = 0
+        self._held_paused = False
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -182,11 +189,8 @@ class Session:
             raise ProtocolError("SSLRequest received on a connection that already uses TLS")
         if self._packets or self._startup_parser.take_rest():
             raise ProtocolError("client sent unencrypted data after requesting TLS")
-        if self.ctx.server_tls is None:
-            self.client.write(b"N")
-            return
         self.client.write(b"S")
-        await self.client.start_tls(self.ctx.server_tls, server_side=True)
+        await self.client.start_tls(self.tls, server_side=True)
 
     async def _login(self, startup: StartupMessage) -> None:
         self.client.unread(self._startup_parser.take_rest())
@@ -347,7 +351,7 @@ class Session:
     def _client_writable(self, ok: bool) -> None:
         assert self.upstream is not None
         self._client_paused_upstream = not ok
-        if ok and self._held is None:
+        if ok and not self._held_paused:
             self.upstream.conn.resume_reading()
         elif not ok:
             self.upstream.conn.pause_reading()
@@ -369,7 +373,7 @@ class Session:
         for kind, start, end in frames:
             if kind in _TRACKED_FRONTEND:
                 try:
-                    tracker.on_frontend(kind, block[start:end])
+                    tracker.on_frontend(kind, block, start, end)
                 except (ValueError, IndexError):
                     self._protocol_violation(
                         ProtocolError(f"malformed {FRONTEND_NAMES[kind]} message")
@@ -405,19 +409,17 @@ class Session:
         tracker = self.tracker
         done: FinishedStatement | None = None
         future: asyncio.Future[None] | None = None
-        view = memoryview(block)
         for kind, start, end in frames:
             if kind in _TRACKED_BACKEND:
-                done = tracker.on_backend(kind, view[start:end])
+                done = tracker.on_backend(kind, block, start, end)
                 if done is not None:
                     future = self._record_statement(done)
-        view.release()
         if not block:
             return
         if future is not None:
             self._hold_until(future)
         if self._held is not None:
-            self._held.append(block)
+            self._keep(block)
         else:
             self._deliver(block)
 
@@ -443,12 +445,21 @@ class Session:
         return self.ctx.audit.commit(self._event(EventKind.STATEMENT, data))
 
     def _hold_until(self, future: asyncio.Future[None]) -> None:
-        assert self.upstream is not None
         if self._held is None:
             self._held = []
-            self.upstream.conn.pause_reading()
+            self._held_bytes = 0
         self._hold_future = future
         future.add_done_callback(self._release)
+
+    def _keep(self, block: bytes) -> None:
+        """Hold ``block`` back; stop reading upstream if too much is waiting."""
+        assert self._held is not None
+        assert self.upstream is not None
+        self._held.append(block)
+        self._held_bytes += len(block)
+        if self._held_bytes > _HOLD_LIMIT and not self._held_paused:
+            self._held_paused = True
+            self.upstream.conn.pause_reading()
 
     def _release(self, future: asyncio.Future[None]) -> None:
         if future is not self._hold_future:
@@ -465,11 +476,13 @@ class Session:
             )
             self._end("audit store failure")
             return
-        self._deliver(b"".join(held))
+        self._deliver(held[0] if len(held) == 1 else b"".join(held))
         if self.upstream.conn.is_closed:
             self._upstream_closed()
-        elif not self._client_paused_upstream:
-            self.upstream.conn.resume_reading()
+        elif self._held_paused:
+            self._held_paused = False
+            if not self._client_paused_upstream:
+                self.upstream.conn.resume_reading()
 
     # draining ----------------------------------------------------------------------------
 

@@ -47,10 +47,13 @@ class _Op:
 _Q, _P, _B, _D, _E, _C, _S, _F = (ord(c) for c in "QPBDECSF")
 
 
-def _cstring(payload: memoryview | bytes, start: int = 0) -> tuple[str, int]:
-    data = bytes(payload)
-    end = data.index(b"\x00", start)
-    return data[start:end].decode("utf-8", "replace"), end + 1
+def _cstring(buf: bytes, start: int, limit: int) -> tuple[str, int]:
+    """The NUL-terminated string at ``start`` (before ``limit``) and the offset after it.
+
+    Raises ValueError when the message holds no terminator.
+    """
+    end = buf.index(b"\x00", start, limit)
+    return buf[start:end].decode("utf-8", "replace"), end + 1
 
 
 def _error_fields(payload: bytes) -> tuple[str | None, str | None]:
@@ -91,25 +94,26 @@ class StatementTracker:
 
     # client -> server -------------------------------------------------------------------
 
-    def on_frontend(self, kind: int, payload: bytes | memoryview) -> None:
+    def on_frontend(self, kind: int, buf: bytes, start: int, end: int) -> None:
+        """Account for the client message at ``buf[start:end]``."""
         if kind == _Q:
-            self._ops.append(self._op(kind, _cstring(payload)[0]))
+            self._ops.append(self._op(kind, _cstring(buf, start, end)[0]))
         elif kind == _P:
-            name, pos = _cstring(payload)
-            text = _cstring(payload, pos)[0]
+            name, pos = _cstring(buf, start, end)
+            text = _cstring(buf, pos, end)[0]
             self._prepared[name] = text
             self._ops.append(self._op(kind, text, name))
         elif kind == _B:
-            portal, pos = _cstring(payload)
-            statement = _cstring(payload, pos)[0]
+            portal, pos = _cstring(buf, start, end)
+            statement = _cstring(buf, pos, end)[0]
             self._portals[portal] = (statement, self._prepared.get(statement, ""))
             self._ops.append(_Op(kind))
         elif kind == _E:
-            portal = _cstring(payload)[0]
+            portal = _cstring(buf, start, end)[0]
             statement, text = self._portals.get(portal, ("", ""))
             self._ops.append(self._op(kind, text, statement))
         elif kind == _C:
-            target, name = payload[0], _cstring(payload, 1)[0]
+            target, name = buf[start], _cstring(buf, start + 1, end)[0]
             if target == ord("S"):
                 self._prepared.pop(name, None)
             else:
@@ -126,14 +130,14 @@ class StatementTracker:
 
     # server -> client -------------------------------------------------------------------
 
-    def on_backend(self, kind: int, payload: bytes | memoryview) -> FinishedStatement | None:
-        """Account for one server message; return the statement it finished, if any."""
+    def on_backend(self, kind: int, buf: bytes, start: int, end: int) -> FinishedStatement | None:
+        """Account for the server message at ``buf[start:end]``; return what it finished."""
         ops = self._ops
         if not ops:
             return None
         head = ops[0]
         if kind == 0x43:  # C CommandComplete
-            tag = _cstring(payload)[0]
+            tag = _cstring(buf, start, end)[0]
             head.tags.append(tag)
             rows = _tag_rows(tag)
             if rows is not None:
@@ -142,12 +146,12 @@ class StatementTracker:
                 ops.popleft()
                 return self._finish(head)
         elif kind == 0x5A:  # Z ReadyForQuery
-            self.transaction_status = chr(payload[0])
+            self.transaction_status = chr(buf[start])
             ops.popleft()
             if head.kind in (_Q, _F):
                 return self._finish(head)
         elif kind == 0x45:  # E ErrorResponse
-            head.sqlstate, head.error = _error_fields(bytes(payload))
+            head.sqlstate, head.error = _error_fields(buf[start:end])
             if head.kind in (_Q, _F):
                 return None
             ops.popleft()
