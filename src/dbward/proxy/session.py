@@ -243,6 +243,9 @@ class Session:
             )
             self._refuse(exc.sqlstate, f"dbward cannot open connection {database}: {exc.message}")
             raise SessionEnded from None
+        if self.ctx.draining:
+            self._refuse("57P01", "dbward is shutting down", hint="reconnect in a moment")
+            raise SessionEnded
         self._greet(database, connection.environment, client_app, startup)
 
     def _upstream_app_name(self, client_app: str) -> str:
