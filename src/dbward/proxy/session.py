@@ -108,7 +108,10 @@ class Session:
         except ProtocolError as exc:
             self._refuse("08P01", exc.message)
             return
-        except ConnectionClosed:
+        except (ConnectionClosed, ssl.SSLError, OSError) as exc:
+            # The client went away or failed the TLS handshake (for example, it does not
+            # trust dbward's certificate): routine, nothing to tell it.
+            log.info("session %s from %s ended during startup: %s", self.id, self.source, exc)
             self.client.abort()
             if self.upstream is not None:
                 self.upstream.conn.abort()

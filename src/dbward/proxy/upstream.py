@@ -8,6 +8,7 @@ cleartext, md5 or SCRAM-SHA-256. The password is never part of an error.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass
 
 from dbward.codec.pg.auth import SCRAM_SHA_256, ScramClient, md5_password
@@ -107,6 +108,18 @@ async def connect_upstream(
     except ProtocolError as exc:
         conn.abort()
         raise UpstreamError(f"upstream spoke an invalid protocol: {exc.message}") from None
+    except ssl.SSLCertVerificationError as exc:
+        conn.abort()
+        raise UpstreamError(
+            f"upstream {settings.host}:{settings.port} TLS certificate verification failed: "
+            f"{exc.verify_message or exc.reason}"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
+        conn.abort()
+        raise UpstreamError(
+            f"TLS with upstream {settings.host}:{settings.port} failed: "
+            f"{getattr(exc, 'reason', None) or exc}"
+        ) from None
     except BaseException:
         conn.abort()
         raise
