@@ -292,7 +292,7 @@ def test_wrong_upstream_password_is_relayed_without_the_password(setup: Setup) -
     assert "upstream refused dbward's connection" in message, message
     assert 'password authentication failed for user "scram_user"' in message, message
     error = raw_refusal(setup.server, "wrong_password")
-    assert (error.severity, error.sqlstate) == ("FATAL", "28P01")
+    assert (error.severity, error.sqlstate) == ("FATAL", "08006")
     assert "upstream refused" in error.message
     failed = [
         e

@@ -242,7 +242,13 @@ class Session:
         except DbwardError as exc:
             log.warning("session %s: upstream %s: %s", self.id, database, exc.message)
             self._audit(
-                EventKind.LOGIN_FAILED, {"user": user, "reason": exc.message, "stage": "upstream"}
+                EventKind.LOGIN_FAILED,
+                {
+                    "user": user,
+                    "reason": exc.message,
+                    "stage": "upstream",
+                    "sqlstate": exc.sqlstate,
+                },
             )
             self._refuse(exc.sqlstate, f"dbward cannot open connection {database}: {exc.message}")
             raise SessionEnded from None

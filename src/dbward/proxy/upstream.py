@@ -125,6 +125,20 @@ async def connect_upstream(
         raise
 
 
+def _client_sqlstate(upstream_sqlstate: str) -> str:
+    """What the client is told when the upstream refuses dbward.
+
+    The client's own login succeeded, so an upstream refusal of dbward's
+    credentials (class 28) or of the configured database (3D000) is a
+    connection failure (08006) for the client, not a reason to ask for a new
+    token. Other codes (53300 too many connections, 57P03 starting up, ...)
+    pass through: they mean the same to the client as to dbward.
+    """
+    if not upstream_sqlstate or upstream_sqlstate.startswith("28") or upstream_sqlstate == "3D000":
+        return "08006"
+    return upstream_sqlstate
+
+
 def _need_password(credentials: UpstreamCredentials) -> str:
     if credentials.password is None:
         raise UpstreamError(
@@ -180,7 +194,7 @@ async def _start(
             elif isinstance(message, ErrorResponse):
                 raise UpstreamError(
                     f"upstream refused dbward's connection: {message.message}",
-                    sqlstate=message.sqlstate or "08006",
+                    sqlstate=_client_sqlstate(message.sqlstate),
                 )
             elif isinstance(message, ReadyForQuery):
                 if parser.pending:
