@@ -100,6 +100,11 @@ class OidcProvider(_Model):
     groups_claim: str = "groups"
     kind: IdentityKind = IdentityKind.HUMAN
     jwks_cache_seconds: float = Field(default=600.0, gt=0)
+    jwks_refetch_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="least time between refetches for an unknown key id (key rotation)",
+    )
     leeway_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("algorithms")

@@ -406,6 +406,7 @@ class OidcVerifier:
             jwks_uri=provider.jwks_uri,
             fetch=fetch if fetch is not None else fetch_url,
             ttl=provider.jwks_cache_seconds,
+            refetch_interval=provider.jwks_refetch_seconds,
             clock=clock,
         )
 
