@@ -21,6 +21,7 @@ class CancelTarget:
     upstream_key: BackendKeyData
     session_id: str
     identity: str
+    identity_kind: str
 
 
 class CancelRegistry:

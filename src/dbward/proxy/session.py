@@ -54,6 +54,7 @@ _TRACKED_FRONTEND = frozenset(b"QPBECDSF")
 _TRACKED_BACKEND = frozenset(b"CZEIs123nT")
 _VALID_FRONTEND = frozenset(FRONTEND_NAMES)
 _TERMINATE = ord("X")
+_DATA_ROW = ord("D")
 _HOLD_LIMIT = 1024 * 1024  # bytes held for an audit commit before upstream reads pause
 
 
@@ -301,7 +302,14 @@ class Session:
             out.append(status.encode())
         if upstream.key is not None:
             self.client_key = self.ctx.cancels.issue(
-                CancelTarget(database, connection, upstream.key, self.id, self.identity.name)
+                CancelTarget(
+                    database,
+                    connection,
+                    upstream.key,
+                    self.id,
+                    self.identity.name,
+                    self.identity.kind.value,
+                )
             )
             out.append(self.client_key.encode())
         out.extend(notice.encode() for notice in upstream.notices)
@@ -338,6 +346,7 @@ class Session:
                 kind=EventKind.CANCEL,
                 session_id=target.session_id,
                 identity=target.identity,
+                identity_kind=target.identity_kind,
                 target=target.connection_name,
                 source=self.source,
             )
@@ -421,11 +430,19 @@ class Session:
         tracker = self.tracker
         done: FinishedStatement | None = None
         future: asyncio.Future[None] | None = None
+        rows = 0
         for kind, start, end in frames:
-            if kind in _TRACKED_BACKEND:
+            if kind == _DATA_ROW:
+                rows += 1
+            elif kind in _TRACKED_BACKEND:
+                if rows:
+                    tracker.on_rows(rows)
+                    rows = 0
                 done = tracker.on_backend(kind, block, start, end)
                 if done is not None:
                     future = self._record_statement(done)
+        if rows:
+            tracker.on_rows(rows)
         if not block:
             return
         if future is not None:

@@ -40,6 +40,7 @@ class _Op:
     prepared_name: str | None = None
     tags: list[str] = field(default_factory=list)
     rows: int | None = None
+    datarows: int = 0
     sqlstate: str | None = None
     error: str | None = None
 
@@ -69,6 +70,20 @@ def _error_fields(payload: bytes) -> tuple[str | None, str | None]:
     return sqlstate, message
 
 
+def _function_call(buf: bytes, start: int, end: int) -> str:
+    """How a fast-path FunctionCall is named in the audit: its function's OID and arity.
+
+    The argument values are not kept (they can be data, e.g. large-object contents).
+    """
+    if end - start < 6:
+        return "<function call>"
+    oid = int.from_bytes(buf[start : start + 4], "big")
+    formats = int.from_bytes(buf[start + 4 : start + 6], "big", signed=True)
+    pos = start + 6 + 2 * max(formats, 0)
+    args = int.from_bytes(buf[pos : pos + 2], "big", signed=True) if pos + 2 <= end else -1
+    return f"<function call: oid {oid}, {args} argument(s)>"
+
+
 def _tag_rows(tag: str) -> int | None:
     head, _, last = tag.rpartition(" ")
     return int(last) if head and last.isdigit() else None
@@ -82,6 +97,9 @@ class StatementTracker:
         self._prepared: dict[str, str] = {}  # statement name -> text
         self._portals: dict[str, tuple[str, str]] = {}  # portal -> (statement name, text)
         self.transaction_status = "I"
+        # After an error in the extended protocol the server ignores everything up to the
+        # next Sync; requests the client sends meanwhile get no answer and are not queued.
+        self._discarding = False
 
     @property
     def idle(self) -> bool:
@@ -96,6 +114,10 @@ class StatementTracker:
 
     def on_frontend(self, kind: int, buf: bytes, start: int, end: int) -> None:
         """Account for the client message at ``buf[start:end]``."""
+        if self._discarding:
+            if kind != _S:
+                return
+            self._discarding = False
         if kind == _Q:
             self._ops.append(self._op(kind, _cstring(buf, start, end)[0]))
         elif kind == _P:
@@ -106,8 +128,9 @@ class StatementTracker:
         elif kind == _B:
             portal, pos = _cstring(buf, start, end)
             statement = _cstring(buf, pos, end)[0]
-            self._portals[portal] = (statement, self._prepared.get(statement, ""))
-            self._ops.append(_Op(kind))
+            text = self._prepared.get(statement, "")
+            self._portals[portal] = (statement, text)
+            self._ops.append(self._op(kind, text, statement))
         elif kind == _E:
             portal = _cstring(buf, start, end)[0]
             statement, text = self._portals.get(portal, ("", ""))
@@ -122,7 +145,12 @@ class StatementTracker:
         elif kind in (_D, _S):
             self._ops.append(_Op(kind))
         elif kind == _F:
-            self._ops.append(self._op(kind, "<function call>"))
+            self._ops.append(self._op(kind, _function_call(buf, start, end)))
+
+    def on_rows(self, count: int) -> None:
+        """``count`` DataRow messages arrived for the request being answered."""
+        if self._ops:
+            self._ops[0].datarows += count
 
     @staticmethod
     def _op(kind: int, text: str, prepared_name: str | None = None) -> _Op:
@@ -157,7 +185,9 @@ class StatementTracker:
             ops.popleft()
             while ops and ops[0].kind != _S:
                 ops.popleft()
-            if head.kind in (_E, _P):
+            if not ops:
+                self._discarding = True
+            if head.kind in (_E, _P, _B):
                 return self._finish(head)
         elif kind == 0x49 or kind == 0x73:  # I EmptyQueryResponse, s PortalSuspended
             if head.kind == _E:
@@ -181,7 +211,7 @@ class StatementTracker:
             else "extended",
             started_at=op.started_wall,
             duration_ms=round((time.perf_counter() - op.started) * 1000, 3),
-            rows=op.rows,
+            rows=op.rows if op.rows is not None else (op.datarows if op.datarows else None),
             tags=tuple(op.tags),
             sqlstate=op.sqlstate,
             error=op.error,

@@ -28,6 +28,7 @@ from dbward.codec.pg.frontend import (
     Describe,
     Execute,
     Flush,
+    FunctionCall,
     Parse,
     Query,
     Sync,
@@ -195,4 +196,53 @@ def test_closing_a_statement_forgets_its_text() -> None:
     c.server(ParseComplete(), CloseComplete())
     c.server(ErrorResponse.build("ERROR", "26000", 'prepared statement "q" does not exist'))
     c.server(ReadyForQuery("I"))
-    assert c.finished == []
+    assert [(d.text, d.prepared_name, d.sqlstate) for d in c.finished] == [("", "q", "26000")]
+
+
+def test_an_error_answering_bind_records_the_statement() -> None:
+    c = Conversation()
+    c.client(Parse("", "SELECT $1::int"), Bind("", "", (), (b"x",), ()), Execute("", 0), Sync())
+    c.server(ParseComplete(), ErrorResponse.build("ERROR", "22P02", "invalid input syntax"))
+    c.server(ReadyForQuery("I"))
+    assert [(d.text, d.sqlstate) for d in c.finished] == [("SELECT $1::int", "22P02")]
+    assert c.tracker.idle
+
+
+def test_requests_sent_after_an_error_arrived_are_skipped_until_sync() -> None:
+    c = Conversation()
+    c.client(Parse("", "SELECT 1/0"), Bind("", "", (), (), ()), Execute("", 0))
+    c.server(ParseComplete(), BindComplete(), ErrorResponse.build("ERROR", "22012", "division"))
+    # The client had not sent Sync yet: what it sends now, the server discards.
+    c.client(Parse("", "INSERT INTO t VALUES (2)"), Bind("", "", (), (), ()), Execute("", 0))
+    c.client(Sync())
+    c.server(ReadyForQuery("I"))
+    assert c.tracker.idle
+    c.client(Query("SELECT 'after'"))
+    c.server(DataRow((b"after",)), CommandComplete("SELECT 1"), ReadyForQuery("I"))
+    assert [(d.text, d.sqlstate) for d in c.finished] == [
+        ("SELECT 1/0", "22012"),
+        ("SELECT 'after'", None),
+    ]
+
+
+def test_rows_of_a_suspended_portal_are_counted_from_data_rows() -> None:
+    c = Conversation()
+    c.client(Parse("", "SELECT * FROM t"), Bind("c", "", (), (), ()), Execute("c", 4), Flush())
+    c.server(ParseComplete(), BindComplete())
+    c.tracker.on_rows(4)
+    c.server(PortalSuspended())
+    c.client(Execute("c", 4), Sync())
+    c.tracker.on_rows(2)
+    c.server(CommandComplete("SELECT 2"), ReadyForQuery("T"))
+    assert [d.rows for d in c.finished] == [4, 2]
+
+
+def test_function_calls_are_named_by_oid_without_their_arguments() -> None:
+    c = Conversation()
+    payload = (764).to_bytes(4, "big") + b"\x00\x01\x00\x01" + b"\x00\x02" + b"\x00\x00\x00\x02hi"
+    payload += b"\x00\x00\x00\x01z" + b"\x00\x00"
+    c.client(FunctionCall(payload))
+    c.server(ReadyForQuery("I"))
+    (done,) = c.finished
+    assert done.text == "<function call: oid 764, 2 argument(s)>"
+    assert done.protocol == "function-call"
