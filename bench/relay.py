@@ -48,6 +48,7 @@ class _Side(asyncio.Protocol):
 
 async def _main(port: int, host: str, upstream_port: int) -> None:
     loop = asyncio.get_running_loop()
+    connecting: set[asyncio.Task[None]] = set()
 
     def accept() -> _Side:
         client = _Side()
@@ -65,7 +66,9 @@ async def _main(port: int, host: str, upstream_port: int) -> None:
                 upstream.transport.write(chunk)
             client.backlog.clear()
 
-        loop.create_task(connect())
+        task = loop.create_task(connect())
+        connecting.add(task)
+        task.add_done_callback(connecting.discard)
         return client
 
     server = await loop.create_server(accept, "127.0.0.1", port, reuse_address=True)
