@@ -160,20 +160,34 @@ class Dbward:
         }
 
     def audit(self) -> list[dict[str, Any]]:
+        """Every committed audit event: the store, plus what the journal holds beyond it.
+
+        The journal is read first: a segment deleted meanwhile is already in the store.
+        """
         import json
         import sqlite3
 
+        from dbward.audit.journal import Journal
+
+        rows: dict[int, tuple[Any, ...]] = {}
+        for segment in sorted((self.state_dir / "audit-journal").glob("journal-*.log")):
+            try:
+                rows.update((row[0], row) for row in Journal.read(segment))
+            except FileNotFoundError:
+                continue
         db = sqlite3.connect(self.state_dir / "audit.db")
         try:
-            rows = db.execute(
-                "SELECT id, kind, session_id, identity, identity_kind, target, "
+            stored = db.execute(
+                "SELECT id, ts, kind, session_id, identity, identity_kind, target, "
                 "source, data FROM events ORDER BY id"
             ).fetchall()
         finally:
             db.close()
-        keys = ("id", "kind", "session_id", "identity", "identity_kind", "target", "source")
+        rows.update((row[0], row) for row in stored)
+        keys = ("id", "ts", "kind", "session_id", "identity", "identity_kind", "target", "source")
         return [
-            {**dict(zip(keys, row[:7], strict=True)), "data": json.loads(row[7])} for row in rows
+            {**dict(zip(keys, row[:8], strict=True)), "data": json.loads(row[8])}
+            for _, row in sorted(rows.items())
         ]
 
     def statements(self) -> list[dict[str, Any]]:

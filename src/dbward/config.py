@@ -141,7 +141,11 @@ class IdentityConfig(_Model):
 class AuditConfig(_Model):
     store: Literal["sqlite"] = "sqlite"
     path: Path | None = Field(default=None, description="defaults to <state_dir>/audit.db")
-    synchronous: Literal["normal", "full"] = "normal"
+    synchronous: Literal["normal", "full"] = Field(
+        default="normal",
+        description="full: fdatasync the journal before a result is released (survives a "
+        "power loss, at the cost of a disk flush per statement)",
+    )
 
 
 class Limits(_Model):

@@ -1,9 +1,9 @@
 """The embedded audit store: one SQLite file in dbward's state directory.
 
-Writes come in batches from :class:`dbward.audit.writer.AuditWriter` (one
-transaction per batch). WAL mode lets ``dbward audit tail`` read while the
-proxy writes. The table has no secondary index: each one costs every commit
-more than the whole insert, and reads here go by id.
+Rows come in batches from :class:`dbward.audit.writer.AuditWriter`, which has
+already committed them to the journal (:mod:`dbward.audit.journal`); ids are
+the journal's, so loading the same rows twice (after a crash) changes
+nothing. WAL mode lets ``dbward audit tail`` read while the proxy writes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dbward.audit.events import AuditEvent, EventKind, StoredEvent
+from dbward.audit.journal import Row
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -31,8 +32,9 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 _INSERT = (
-    "INSERT INTO events (ts, kind, session_id, identity, identity_kind, target, source, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO events"
+    " (id, ts, kind, session_id, identity, identity_kind, target, source, data)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -47,29 +49,11 @@ class SqliteAuditStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self._db.execute("PRAGMA busy_timeout=5000")
-        # Checkpoints run from the writer thread between batches, not inside a commit.
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(_SCHEMA)
 
-    def write_batch(self, events: Sequence[AuditEvent]) -> None:
-        """Commit all ``events`` in one transaction."""
-        rows = [
-            (
-                e.ts,
-                e.kind.value,
-                e.session_id,
-                e.identity,
-                e.identity_kind,
-                e.target,
-                e.source,
-                json.dumps(e.data, separators=(",", ":"), default=str),
-            )
-            for e in events
-        ]
+    def write_rows(self, rows: Sequence[Row]) -> None:
+        """Store ``rows`` in one transaction; rows already stored are left as they are."""
         db = self._db
-        if len(rows) == 1:
-            db.execute(_INSERT, rows[0])  # autocommit: one statement, one transaction
-            return
         db.execute("BEGIN")
         try:
             db.executemany(_INSERT, rows)
@@ -77,6 +61,10 @@ class SqliteAuditStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def max_id(self) -> int:
+        row = self._db.execute("SELECT max(id) FROM events").fetchone()
+        return int(row[0] or 0)
 
     def tail(self, limit: int = 20, *, after_id: int = 0) -> list[StoredEvent]:
         """The latest ``limit`` events (oldest first), or all events after ``after_id``."""
@@ -104,19 +92,6 @@ class SqliteAuditStore:
             )
             for row in rows
         ]
-
-    def checkpoint(self) -> None:
-        """Copy the write-ahead log into the database file, on a connection of its own.
-
-        Safe to call from another thread while batches are written: it never
-        blocks the writer (PASSIVE) and uses none of the writer's state.
-        """
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            db.execute("PRAGMA busy_timeout=5000")
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
 
     def close(self) -> None:
         self._db.close()

@@ -1,13 +1,12 @@
-"""Group commit for audit events, without a transaction per statement.
+"""Recording audit events: committed on the statement path, stored off it.
 
-Sessions hand events to :meth:`AuditWriter.commit` (which returns a future
-that is done once the event is committed) or :meth:`AuditWriter.record`
-(fire and forget). Everything queued during one pass of the event loop is
-committed in one transaction at the end of that pass, so under load many
-statements share one commit. The commit runs on the loop itself: measured,
-an SQLite commit (about 20 us) costs far less than handing it to a thread and
-back (over 100 us of CPU per round trip). Write-ahead-log checkpoints, the
-one slow part, run on a background thread with a connection of their own.
+:meth:`AuditWriter.record` assigns the event its id and appends it to the
+journal before it returns, so a session that records a statement and then
+releases its result has released nothing unrecorded; the cost is one
+``write`` system call. A background thread moves journalled events into the
+SQLite store in batches (one transaction for everything that arrived since
+the last one) and lets the journal drop what the store holds. At start,
+events a crash left in the journal are stored first.
 """
 
 from __future__ import annotations
@@ -15,90 +14,90 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
+from pathlib import Path
 
 from dbward.audit.events import AuditEvent
+from dbward.audit.journal import Journal, Row, event_row, row_line
 from dbward.audit.store import SqliteAuditStore
 
 log = logging.getLogger(__name__)
 
-_CHECKPOINT_EVERY = 2000  # events between write-ahead-log checkpoints
-
 
 class AuditWriter:
-    def __init__(self, store: SqliteAuditStore) -> None:
+    def __init__(
+        self,
+        store: SqliteAuditStore,
+        journal_dir: Path,
+        *,
+        fsync: bool = False,
+        store_interval: float = 0.02,
+    ) -> None:
         self._store = store
-        self._pending: list[AuditEvent] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self._scheduled = False
-        self._since_checkpoint = 0
-        self._checkpointing = threading.Lock()
-        self.batches = 0
+        self._journal = Journal(journal_dir, fsync=fsync)
+        self._interval = store_interval
+        self._queue: deque[Row] = deque()
+        self._storing = threading.Lock()
+        self.recovered = self._recover()
+        self._next_id = store.max_id() + 1
+        self._stored_up_to = self._next_id - 1
         self.events = 0
+        self.batches = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dbward-audit", daemon=True)
+        self._thread.start()
+
+    def _recover(self) -> int:
+        """Store what a previous run journalled but did not store; return how many."""
+        count = 0
+        for segment in self._journal.leftovers():
+            rows = list(Journal.read(segment))
+            if rows:
+                self._store.write_rows(rows)
+                count += len(rows)
+            segment.unlink()
+        if count:
+            log.warning("audit: stored %d event(s) left in the journal by the last run", count)
+        return count
 
     def record(self, event: AuditEvent) -> None:
-        """Queue ``event`` for the next group commit; do not wait for it."""
-        self._pending.append(event)
-        if not self._scheduled:
-            self._schedule()
+        """Commit ``event`` to the journal. Raises OSError if it cannot be written."""
+        event_id = self._next_id
+        row = event_row(event_id, event)
+        self._journal.append(row_line(row), event_id, event_id)
+        self._next_id = event_id + 1
+        self._queue.append(row)
+        self.events += 1
 
-    def commit(self, event: AuditEvent) -> asyncio.Future[None]:
-        """Queue ``event``; the returned future is done when it is committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._pending.append(event)
-        self._waiters.append(future)
-        if not self._scheduled:
-            self._schedule()
-        return future
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.store_pending()
+        self.store_pending()
 
-    def _schedule(self) -> None:
-        self._scheduled = True
-        asyncio.get_running_loop().call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Commit everything queued, then settle the waiting futures."""
-        self._scheduled = False
-        events, self._pending = self._pending, []
-        waiters, self._waiters = self._waiters, []
-        if not events:
-            return
-        error: Exception | None = None
-        try:
-            self._store.write_batch(events)
+    def store_pending(self) -> None:
+        """Move journalled events into the store now (also used at shutdown)."""
+        with self._storing:
+            queue = self._queue
+            rows: list[Row] = []
+            while queue:
+                rows.append(queue.popleft())
+            if not rows:
+                return
+            try:
+                self._store.write_rows(rows)
+            except Exception as exc:  # kept in the journal and the queue: retried next time
+                log.error(
+                    "audit store write failed (%d event(s) kept in the journal): %s", len(rows), exc
+                )
+                queue.extendleft(reversed(rows))
+                return
             self.batches += 1
-            self.events += len(events)
-        except Exception as exc:  # the store failing must fail the waiting statements
-            log.error("audit store write failed: %s", exc)
-            error = exc
-        for waiter in waiters:
-            if waiter.done():
-                continue
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(error)
-        self._since_checkpoint += len(events)
-        if self._since_checkpoint >= _CHECKPOINT_EVERY:
-            self._since_checkpoint = 0
-            self._start_checkpoint()
-
-    def _start_checkpoint(self) -> None:
-        if not self._checkpointing.acquire(blocking=False):
-            return  # the previous one is still running
-        threading.Thread(
-            target=self._checkpoint, name="dbward-audit-checkpoint", daemon=True
-        ).start()
-
-    def _checkpoint(self) -> None:
-        try:
-            self._store.checkpoint()
-        except Exception as exc:
-            log.warning("audit store checkpoint failed: %s", exc)
-        finally:
-            self._checkpointing.release()
+            self._stored_up_to = rows[-1][0]
+            self._journal.release(self._stored_up_to)
 
     async def close(self) -> None:
-        self.flush()
-        with self._checkpointing:
-            self._store.checkpoint()
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join)
+        self.store_pending()
+        self._journal.close(stored_up_to=self._stored_up_to if not self._queue else 0)
         self._store.close()

@@ -35,7 +35,9 @@ class Server:
             config=config,
             authenticator=Authenticator(config.identity, tokens),
             audit=AuditWriter(
-                SqliteAuditStore(config.audit_path, synchronous=config.audit.synchronous)
+                SqliteAuditStore(config.audit_path),
+                config.state_dir / "audit-journal",
+                fsync=config.audit.synchronous == "full",
             ),
         )
         self._tls = [

@@ -55,7 +55,6 @@ _TRACKED_BACKEND = frozenset(b"CZEIs123nT")
 _VALID_FRONTEND = frozenset(FRONTEND_NAMES)
 _TERMINATE = ord("X")
 _DATA_ROW = ord("D")
-_HOLD_LIMIT = 1024 * 1024  # bytes held for an audit commit before upstream reads pause
 
 
 class SessionEnded(Exception):
@@ -85,12 +84,7 @@ class Session:
         self.started = time.monotonic()
         self._startup_parser = StartupParser(max_packet=ctx.config.limits.max_startup_packet)
         self._packets: list[StartupPacket] = []
-        self._held: list[bytes] | None = None
-        self._hold_future: asyncio.Future[None] | None = None
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._client_paused_upstream = False
-        self._held_bytes = 0
-        self._held_paused = False
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -152,8 +146,14 @@ class Session:
         if not self._ended.done():
             self._ended.set_result(reason)
 
-    def _audit(self, kind: EventKind, data: dict[str, Any]) -> None:
-        self.ctx.audit.record(self._event(kind, data))
+    def _audit(self, kind: EventKind, data: dict[str, Any]) -> bool:
+        """Commit an event to the audit trail; False (and logged) if it cannot be written."""
+        try:
+            self.ctx.audit.record(self._event(kind, data))
+        except OSError as exc:
+            log.error("session %s: cannot write the audit journal: %s", self.id, exc)
+            return False
+        return True
 
     def _event(self, kind: EventKind, data: dict[str, Any]) -> AuditEvent:
         identity = self.identity
@@ -314,8 +314,7 @@ class Session:
             out.append(self.client_key.encode())
         out.extend(notice.encode() for notice in upstream.notices)
         out.append(ReadyForQuery("I").encode())
-        self.client.write(b"".join(out))
-        self._audit(
+        recorded = self._audit(
             EventKind.CONNECTION_START,
             {
                 "identity_provider": self.identity.provider,
@@ -328,6 +327,10 @@ class Session:
                 "upstream_tls": upstream.conn.tls_version(),
             },
         )
+        if not recorded:
+            self._refuse("58030", "dbward cannot write its audit trail; no session is opened")
+            raise SessionEnded
+        self.client.write(b"".join(out))
 
     async def _cancel(self, request: CancelRequest) -> None:
         target = self.ctx.cancels.find(request.process_id, request.secret_key)
@@ -371,14 +374,13 @@ class Session:
 
     def _client_writable(self, ok: bool) -> None:
         assert self.upstream is not None
-        self._client_paused_upstream = not ok
-        if ok and not self._held_paused:
+        if ok:
             self.upstream.conn.resume_reading()
-        elif not ok:
+        else:
             self.upstream.conn.pause_reading()
 
     def _upstream_closed(self) -> None:
-        if not self._ended.done() and self._held is None:
+        if not self._ended.done():
             self._end("upstream closed")
             self.client.close()
 
@@ -428,8 +430,7 @@ class Session:
             self._end("upstream protocol violation")
             return
         tracker = self.tracker
-        done: FinishedStatement | None = None
-        future: asyncio.Future[None] | None = None
+        recorded = True
         rows = 0
         for kind, start, end in frames:
             if kind == _DATA_ROW:
@@ -440,24 +441,27 @@ class Session:
                     rows = 0
                 done = tracker.on_backend(kind, block, start, end)
                 if done is not None:
-                    future = self._record_statement(done)
+                    recorded = self._record_statement(done) and recorded
         if rows:
             tracker.on_rows(rows)
-        if not block:
+        if not recorded:
+            # Fail closed: what could not be recorded is not released.
+            self.client.write(
+                fatal(
+                    "58030",
+                    "dbward could not record this statement in its audit trail; "
+                    "the result is withheld",
+                )
+            )
+            self._end("audit trail unavailable")
             return
-        if future is not None:
-            self._hold_until(future)
-        if self._held is not None:
-            self._keep(block)
-        else:
-            self._deliver(block)
+        if block:
+            self.client.write(block)
+            if self.ctx.draining and tracker.idle:
+                self.drain_now()
 
-    def _deliver(self, block: bytes) -> None:
-        self.client.write(block)
-        if self.ctx.draining and self.tracker.idle:
-            self.drain_now()
-
-    def _record_statement(self, done: FinishedStatement) -> asyncio.Future[None]:
+    def _record_statement(self, done: FinishedStatement) -> bool:
+        """Commit the statement's audit record; False if the audit trail failed."""
         self.statements += 1
         data: dict[str, Any] = {
             "statement": done.text,
@@ -471,53 +475,13 @@ class Session:
         if done.sqlstate:
             data["sqlstate"] = done.sqlstate
             data["error"] = done.error
-        return self.ctx.audit.commit(self._event(EventKind.STATEMENT, data))
-
-    def _hold_until(self, future: asyncio.Future[None]) -> None:
-        if self._held is None:
-            self._held = []
-            self._held_bytes = 0
-        self._hold_future = future
-        future.add_done_callback(self._release)
-
-    def _keep(self, block: bytes) -> None:
-        """Hold ``block`` back; stop reading upstream if too much is waiting."""
-        assert self._held is not None
-        assert self.upstream is not None
-        self._held.append(block)
-        self._held_bytes += len(block)
-        if self._held_bytes > _HOLD_LIMIT and not self._held_paused:
-            self._held_paused = True
-            self.upstream.conn.pause_reading()
-
-    def _release(self, future: asyncio.Future[None]) -> None:
-        if future is not self._hold_future:
-            return  # a later record is still being committed; it releases everything
-        assert self.upstream is not None
-        held, self._held, self._hold_future = self._held or [], None, None
-        if future.exception() is not None:
-            self.client.write(
-                fatal(
-                    "58030",
-                    "dbward could not record this statement in its audit trail; "
-                    "the result is withheld",
-                )
-            )
-            self._end("audit store failure")
-            return
-        self._deliver(held[0] if len(held) == 1 else b"".join(held))
-        if self.upstream.conn.is_closed:
-            self._upstream_closed()
-        elif self._held_paused:
-            self._held_paused = False
-            if not self._client_paused_upstream:
-                self.upstream.conn.resume_reading()
+        return self._audit(EventKind.STATEMENT, data)
 
     # draining ----------------------------------------------------------------------------
 
     def drain(self) -> None:
         """dbward is stopping: end the session as soon as it is idle."""
-        if self.upstream is not None and self.tracker.idle and self._held is None:
+        if self.upstream is not None and self.tracker.idle:
             self.drain_now()
 
     def drain_now(self) -> None:

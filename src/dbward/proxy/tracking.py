@@ -210,7 +210,7 @@ class StatementTracker:
             if op.kind == _F
             else "extended",
             started_at=op.started_wall,
-            duration_ms=round((time.perf_counter() - op.started) * 1000, 3),
+            duration_ms=int((time.perf_counter() - op.started) * 1_000_000) / 1000,
             rows=op.rows if op.rows is not None else (op.datarows if op.datarows else None),
             tags=tuple(op.tags),
             sqlstate=op.sqlstate,
