@@ -517,16 +517,33 @@ def start_dbward(work: Path, pg: Postgres, database: str) -> DbwardSetup:
     return DbwardSetup(service, config_path, state, token, tls_port, plain_port)
 
 
-def audit_counts(path: Path) -> dict[str, int]:
-    """Records in dbward's audit store, by kind."""
-    if not path.exists():
-        return {}
+def _stored_counts(path: Path) -> dict[str, int]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
         rows = db.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall()
     finally:
         db.close()
     return {str(kind): int(n) for kind, n in rows}
+
+
+def audit_counts(path: Path) -> dict[str, int]:
+    """Records in dbward's audit store, by kind, once the store has caught up.
+
+    Records are committed to dbward's journal first and reach the SQLite store
+    a moment later (in batches, off the statement path): wait until the
+    counts stop moving.
+    """
+    if not path.exists():
+        return {}
+    counts = _stored_counts(path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        again = _stored_counts(path)
+        if again == counts:
+            break
+        counts = again
+    return counts
 
 
 # results ---------------------------------------------------------------------------------

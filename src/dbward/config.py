@@ -168,6 +168,10 @@ class Config(_Model):
         return self.audit.path or self.state_dir / "audit.db"
 
     @property
+    def audit_journal_dir(self) -> Path:
+        return self.audit_path.parent / "audit-journal"
+
+    @property
     def tokens_path(self) -> Path:
         return self.state_dir / "tokens.db"
 

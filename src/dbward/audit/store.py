@@ -38,6 +38,23 @@ _INSERT = (
 )
 
 
+def stored_event(row: Row) -> StoredEvent:
+    """An event as read back: a store row and a journal line have the same layout."""
+    return StoredEvent(
+        row[0],
+        AuditEvent(
+            kind=EventKind(row[2]),
+            session_id=row[3],
+            identity=row[4],
+            identity_kind=row[5],
+            target=row[6],
+            source=row[7],
+            data=json.loads(row[8]),
+            ts=row[1],
+        ),
+    )
+
+
 class SqliteAuditStore:
     def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +84,7 @@ class SqliteAuditStore:
         return int(row[0] or 0)
 
     def tail(self, limit: int = 20, *, after_id: int = 0) -> list[StoredEvent]:
-        """The latest ``limit`` events (oldest first), or all events after ``after_id``."""
+        """The latest ``limit`` events (oldest first), or the first ``limit`` after ``after_id``."""
         if after_id:
             cursor = self._db.execute(
                 "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
@@ -76,22 +93,7 @@ class SqliteAuditStore:
         else:
             cursor = self._db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
             rows = cursor.fetchall()[::-1]
-        return [
-            StoredEvent(
-                row[0],
-                AuditEvent(
-                    kind=EventKind(row[2]),
-                    session_id=row[3],
-                    identity=row[4],
-                    identity_kind=row[5],
-                    target=row[6],
-                    source=row[7],
-                    data=json.loads(row[8]),
-                    ts=row[1],
-                ),
-            )
-            for row in rows
-        ]
+        return [stored_event(row) for row in rows]
 
     def close(self) -> None:
         self._db.close()

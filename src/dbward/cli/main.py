@@ -191,16 +191,16 @@ def audit() -> None:
 def audit_tail(config_path: Path | None, limit: int, follow: bool, as_json: bool) -> None:
     """Print the latest audit records."""
     from dbward.audit.render import render_event, render_json
-    from dbward.audit.store import SqliteAuditStore
+    from dbward.audit.trail import AuditTrail
 
     config = _config(config_path)
     if not config.audit_path.exists():
         _fail(DbwardError(f"no audit store at {config.audit_path}: has dbward run here?"))
-    store = SqliteAuditStore(config.audit_path)
+    trail = AuditTrail(config.audit_path, config.audit_journal_dir)
     last = 0
     try:
         while True:
-            events = store.tail(limit if not last else 1000, after_id=last)
+            events = trail.read(limit if not last else 1000, after_id=last)
             for stored in events:
                 click.echo(render_json(stored) if as_json else render_event(stored))
                 last = stored.id
@@ -210,7 +210,7 @@ def audit_tail(config_path: Path | None, limit: int, follow: bool, as_json: bool
     except KeyboardInterrupt:
         pass
     finally:
-        store.close()
+        trail.close()
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ class Server:
             authenticator=Authenticator(config.identity, tokens),
             audit=AuditWriter(
                 SqliteAuditStore(config.audit_path),
-                config.state_dir / "audit-journal",
+                config.audit_journal_dir,
                 fsync=config.audit.synchronous == "full",
             ),
         )

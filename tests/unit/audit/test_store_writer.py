@@ -141,3 +141,20 @@ def test_a_full_disk_makes_record_raise(tmp_path: Path) -> None:
         await writer.close()
 
     asyncio.run(run())
+
+
+def test_the_trail_shows_what_only_the_journal_holds(tmp_path: Path) -> None:
+    from dbward.audit.trail import AuditTrail
+
+    store = SqliteAuditStore(tmp_path / "audit.db")
+    store.write_rows([event_row(i, _statement(i)) for i in (1, 2)])
+    store.close()
+    journal = Journal(tmp_path / "journal")
+    journal.append(b"".join(row_line(event_row(i, _statement(i))) for i in (2, 3, 4)), 2, 4)
+    journal.close(stored_up_to=0)  # a crash: 3 and 4 were never stored
+    trail = AuditTrail(tmp_path / "audit.db", tmp_path / "journal")
+    assert [e.id for e in trail.read(10)] == [1, 2, 3, 4]
+    assert [e.id for e in trail.read(2)] == [3, 4]
+    assert [e.id for e in trail.read(10, after_id=2)] == [3, 4]
+    assert trail.read(10)[-1].event.data["statement"] == "SELECT 4"
+    trail.close()
