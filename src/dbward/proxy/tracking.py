@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _NUL = 0
 
@@ -31,18 +31,33 @@ class FinishedStatement:
     prepared_name: str | None = None
 
 
-@dataclass(slots=True)
 class _Op:
-    kind: int  # the frontend message type byte
-    text: str = ""
-    started_wall: float = 0.0
-    started: float = 0.0
-    prepared_name: str | None = None
-    tags: list[str] = field(default_factory=list)
-    rows: int | None = None
-    datarows: int = 0
-    sqlstate: str | None = None
-    error: str | None = None
+    """A request waiting for its answer (a plain slotted class: one is made per message)."""
+
+    __slots__ = (
+        "datarows",
+        "error",
+        "kind",
+        "prepared_name",
+        "rows",
+        "sqlstate",
+        "started",
+        "tags",
+        "text",
+    )
+
+    def __init__(
+        self, kind: int, text: str = "", started: float = 0.0, prepared_name: str | None = None
+    ) -> None:
+        self.kind = kind  # the frontend message type byte
+        self.text = text
+        self.started = started  # perf_counter() when the request passed
+        self.prepared_name = prepared_name
+        self.tags: list[str] | None = None
+        self.rows: int | None = None
+        self.datarows = 0
+        self.sqlstate: str | None = None
+        self.error: str | None = None
 
 
 _Q, _P, _B, _D, _E, _C, _S, _F = (ord(c) for c in "QPBDECSF")
@@ -154,7 +169,7 @@ class StatementTracker:
 
     @staticmethod
     def _op(kind: int, text: str, prepared_name: str | None = None) -> _Op:
-        return _Op(kind, text, time.time(), time.perf_counter(), prepared_name)
+        return _Op(kind, text, time.perf_counter(), prepared_name)
 
     # server -> client -------------------------------------------------------------------
 
@@ -166,7 +181,10 @@ class StatementTracker:
         head = ops[0]
         if kind == 0x43:  # C CommandComplete
             tag = _cstring(buf, start, end)[0]
-            head.tags.append(tag)
+            if head.tags is None:
+                head.tags = [tag]
+            else:
+                head.tags.append(tag)
             rows = _tag_rows(tag)
             if rows is not None:
                 head.rows = (head.rows or 0) + rows
@@ -202,6 +220,7 @@ class StatementTracker:
 
     @staticmethod
     def _finish(op: _Op) -> FinishedStatement:
+        elapsed = time.perf_counter() - op.started
         return FinishedStatement(
             text=op.text,
             protocol="simple"
@@ -209,10 +228,10 @@ class StatementTracker:
             else "function-call"
             if op.kind == _F
             else "extended",
-            started_at=op.started_wall,
-            duration_ms=int((time.perf_counter() - op.started) * 1_000_000) / 1000,
+            started_at=time.time() - elapsed,
+            duration_ms=int(elapsed * 1_000_000) / 1000,
             rows=op.rows if op.rows is not None else (op.datarows if op.datarows else None),
-            tags=tuple(op.tags),
+            tags=tuple(op.tags) if op.tags else (),
             sqlstate=op.sqlstate,
             error=op.error,
             prepared_name=op.prepared_name or None,
