@@ -10,10 +10,8 @@ from pathlib import Path
 from tests.conftest import free_port
 
 
-def test_demo_check_runs_a_query_through_dbward(tmp_path: Path) -> None:
-    port = free_port()
-    state = tmp_path / "demo"
-    result = subprocess.run(
+def _demo_check(state: Path, port: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -30,6 +28,12 @@ def test_demo_check_runs_a_query_through_dbward(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
+
+
+def test_demo_check_runs_a_query_through_dbward(tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "demo"
+    result = _demo_check(state, port)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "dbward demo is ready" in output
@@ -55,22 +59,6 @@ def test_demo_check_runs_a_query_through_dbward(tmp_path: Path) -> None:
     assert "demo (service)" in tail
     assert "FROM customers" in tail
     # A second start reuses the data and issues a new token; the old one is revoked.
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dbward",
-            "demo",
-            "--state-dir",
-            str(state),
-            "--port",
-            str(port),
-            "--check",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    again = _demo_check(state, port)
     assert again.returncode == 0, again.stdout + again.stderr
     assert match.group(2) not in again.stdout

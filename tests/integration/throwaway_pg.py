@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from dbward.codec.pg.backend import ErrorResponse, decode_backend
 from dbward.demo import embedded
 
 # ------------------------------------------------------------------------------------------
@@ -268,35 +269,14 @@ SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 GSSENC_REQUEST = struct.pack("!ii", 8, 80877104)
 
 
-@dataclass(frozen=True)
-class ServerError:
-    """An ErrorResponse, by field code: S severity, C sqlstate, M message, H hint, ..."""
-
-    fields: dict[str, str]
-
-    @property
-    def severity(self) -> str:
-        return self.fields.get("V", self.fields.get("S", ""))
-
-    @property
-    def sqlstate(self) -> str:
-        return self.fields.get("C", "")
-
-    @property
-    def message(self) -> str:
-        return self.fields.get("M", "")
-
-    @property
-    def hint(self) -> str:
-        return self.fields.get("H", "")
+ServerError = ErrorResponse
 
 
-def parse_error(body: bytes) -> ServerError:
-    fields: dict[str, str] = {}
-    for part in body.split(b"\0"):
-        if part:
-            fields[chr(part[0])] = part[1:].decode("utf-8", "replace")
-    return ServerError(fields)
+def parse_error(body: bytes) -> ErrorResponse:
+    """An ErrorResponse payload, decoded by dbward's own codec."""
+    message = decode_backend(ord("E"), body)
+    assert isinstance(message, ErrorResponse)
+    return message
 
 
 class WireClient:

@@ -197,6 +197,10 @@ class _Fields:
     def message(self) -> str:
         return self.fields.get("M", "")
 
+    @property
+    def hint(self) -> str:
+        return self.fields.get("H", "")
+
     def _encode(self, type_code: bytes) -> bytes:
         w = Writer()
         for code, value in self.fields.items():
