@@ -153,6 +153,7 @@ class Limits(_Model):
     max_startup_packet: int = Field(default=10_000, ge=64)
     max_message_size: int = Field(default=256 * 1024 * 1024, ge=1024)
     drain_timeout: float = Field(default=30.0, ge=0)
+    max_connections: int = Field(default=1000, ge=1, description="client sessions at once")
 
 
 class Config(_Model):

@@ -76,8 +76,11 @@ class Handshake:
         listener: Listener,
         tls: ssl.SSLContext,
         recorder: SessionRecorder,
+        *,
+        admit: bool = True,
     ) -> None:
         self.ctx = ctx
+        self.admit = admit  # False: over limits.max_connections, refused after startup
         self.client = client
         self.listener = listener
         self.tls = tls
@@ -122,6 +125,11 @@ class Handshake:
 
     async def _login(self, startup: StartupMessage) -> None:
         self.client.unread(self._parser.take_rest())
+        if not self.admit:
+            limit = self.ctx.config.limits.max_connections
+            log.warning("refusing %s: %d sessions are open", self.recorder.source, limit)
+            self.refuse("53300", f"sorry, too many clients already (dbward allows {limit})")
+            raise SessionEnded
         if self.listener.require_tls and not self.client.tls:
             self.refuse(
                 "28000",

@@ -16,6 +16,7 @@ from contextlib import suppress
 from dbward.audit.store import SqliteAuditStore
 from dbward.audit.writer import AuditWriter
 from dbward.config import Config, Listener
+from dbward.errors import DbwardError
 from dbward.identity.authenticator import Authenticator
 from dbward.identity.tokens import TokenStore
 from dbward.proxy.connection import Conn
@@ -52,13 +53,21 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for listener, tls in zip(self.config.listeners, self._tls, strict=True):
-            server = await loop.create_server(
-                lambda listener=listener, tls=tls: self._accept(listener, tls),  # type: ignore[misc]
-                listener.host,
-                listener.port,
-                reuse_address=True,
-                backlog=1024,
-            )
+            try:
+                server = await loop.create_server(
+                    lambda listener=listener, tls=tls: self._accept(listener, tls),  # type: ignore[misc]
+                    listener.host,
+                    listener.port,
+                    reuse_address=True,
+                    backlog=1024,
+                )
+            except OSError as exc:
+                for started in self._servers:
+                    started.close()
+                raise DbwardError(
+                    f"cannot listen on {listener.host}:{listener.port}: "
+                    f"{exc.strerror or exc} (is another dbward or server using the port?)"
+                ) from None
             self._servers.append(server)
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
@@ -74,7 +83,8 @@ class Server:
 
     async def _run_session(self, conn: Conn, listener: Listener, tls: ssl.SSLContext) -> None:
         await asyncio.sleep(0)  # let connection_made run before the session reads
-        session = Session(self.ctx, conn, listener, tls)
+        admit = len(self.sessions) < self.config.limits.max_connections
+        session = Session(self.ctx, conn, listener, tls, admit=admit)
         self.sessions.add(session)
         try:
             await session.run()

@@ -39,13 +39,19 @@ _DATA_ROW = ord("D")
 
 class Session:
     def __init__(
-        self, ctx: ProxyContext, client: Conn, listener: Listener, tls: ssl.SSLContext
+        self,
+        ctx: ProxyContext,
+        client: Conn,
+        listener: Listener,
+        tls: ssl.SSLContext,
+        *,
+        admit: bool = True,
     ) -> None:
         self.ctx = ctx
         self.client = client
         self.id = secrets.token_hex(6)
         self.recorder = SessionRecorder(ctx.audit, self.id, client.peer())
-        self.handshake = Handshake(ctx, client, listener, tls, self.recorder)
+        self.handshake = Handshake(ctx, client, listener, tls, self.recorder, admit=admit)
         self.established: Established | None = None
         self._upstream: Conn  # set when the relay starts
         self.tracker = StatementTracker()
