@@ -13,6 +13,7 @@ class EventKind(StrEnum):
     CONNECTION_END = "connection.end"
     LOGIN_FAILED = "login.failed"
     STATEMENT = "statement"
+    STATEMENT_STARTED = "statement.started"
     CANCEL = "cancel"
 
 

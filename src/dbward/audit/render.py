@@ -29,6 +29,9 @@ def render_event(stored: StoredEvent) -> str:
     data = e.data
     if e.kind == EventKind.STATEMENT:
         return f"{head}: {_statement(data)}"
+    if e.kind == EventKind.STATEMENT_STARTED:
+        text = " ".join(str(data.get("statement", "")).split())[:200]
+        return f"{head}: [{data.get('protocol')}] {text}  (results streaming)"
     if e.kind == EventKind.LOGIN_FAILED:
         return f"{head}: user={data.get('user')!r} from {e.source}: {data.get('reason')}"
     if e.kind == EventKind.CONNECTION_START:

@@ -35,6 +35,7 @@ _TRACKED_BACKEND = frozenset(b"CZEIs123nT")
 _VALID_FRONTEND = frozenset(FRONTEND_NAMES)
 _TERMINATE = ord("X")
 _DATA_ROW = ord("D")
+_COPY_DATA = ord("d")
 
 
 class Session:
@@ -196,7 +197,7 @@ class Session:
         recorded = True
         rows = 0
         for kind, start, end in frames:
-            if kind == _DATA_ROW:
+            if kind in (_DATA_ROW, _COPY_DATA):
                 rows += 1
             elif kind in _TRACKED_BACKEND:
                 if rows:
@@ -207,6 +208,16 @@ class Session:
                     recorded = self._record_statement(done) and recorded
         if rows:
             tracker.on_rows(rows)
+            streaming = tracker.streaming()
+            if streaming is not None:
+                # Part of a result leaves before its statement ends: record the start first.
+                text, protocol = streaming
+                recorded = (
+                    self.recorder.record(
+                        EventKind.STATEMENT_STARTED, {"statement": text, "protocol": protocol}
+                    )
+                    and recorded
+                )
         if not recorded:
             # Fail closed: what could not be recorded is not released.
             self.client.write(

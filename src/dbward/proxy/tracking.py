@@ -35,6 +35,7 @@ class _Op:
     """A request waiting for its answer (a plain slotted class: one is made per message)."""
 
     __slots__ = (
+        "announced",
         "datarows",
         "error",
         "kind",
@@ -56,6 +57,7 @@ class _Op:
         self.tags: list[str] | None = None
         self.rows: int | None = None
         self.datarows = 0
+        self.announced = False  # a "started" record was written before partial results
         self.sqlstate: str | None = None
         self.error: str | None = None
 
@@ -97,6 +99,10 @@ def _function_call(buf: bytes, start: int, end: int) -> str:
     pos = start + 6 + 2 * max(formats, 0)
     args = int.from_bytes(buf[pos : pos + 2], "big", signed=True) if pos + 2 <= end else -1
     return f"<function call: oid {oid}, {args} argument(s)>"
+
+
+def _protocol(kind: int) -> str:
+    return "simple" if kind == _Q else "function-call" if kind == _F else "extended"
 
 
 def _tag_rows(tag: str) -> int | None:
@@ -163,9 +169,26 @@ class StatementTracker:
             self._ops.append(self._op(kind, _function_call(buf, start, end)))
 
     def on_rows(self, count: int) -> None:
-        """``count`` DataRow messages arrived for the request being answered."""
+        """``count`` rows (DataRow or CopyData) arrived for the request being answered."""
         if self._ops:
             self._ops[0].datarows += count
+
+    def streaming(self) -> tuple[str, str] | None:
+        """The statement whose results are partly out, if not announced yet: (text, protocol).
+
+        A result that spans several reads leaves dbward before the statement
+        finishes; the session records that the statement started before the
+        first part of it is released. Marks the statement as announced.
+        """
+        if not self._ops:
+            return None
+        head = self._ops[0]
+        if head.announced or head.kind not in (_Q, _E, _F):
+            return None
+        if not head.datarows and not head.tags:
+            return None
+        head.announced = True
+        return head.text, _protocol(head.kind)
 
     @staticmethod
     def _op(kind: int, text: str, prepared_name: str | None = None) -> _Op:
@@ -223,11 +246,7 @@ class StatementTracker:
         elapsed = time.perf_counter() - op.started
         return FinishedStatement(
             text=op.text,
-            protocol="simple"
-            if op.kind == _Q
-            else "function-call"
-            if op.kind == _F
-            else "extended",
+            protocol=_protocol(op.kind),
             started_at=time.time() - elapsed,
             duration_ms=int(elapsed * 1_000_000) / 1000,
             rows=op.rows if op.rows is not None else (op.datarows if op.datarows else None),

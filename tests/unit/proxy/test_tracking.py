@@ -246,3 +246,17 @@ def test_function_calls_are_named_by_oid_without_their_arguments() -> None:
     (done,) = c.finished
     assert done.text == "<function call: oid 764, 2 argument(s)>"
     assert done.protocol == "function-call"
+
+
+def test_a_statement_with_results_already_out_is_announced_once() -> None:
+    c = Conversation()
+    c.client(Query("SELECT * FROM big"))
+    c.server(ROWS)
+    assert c.tracker.streaming() is None  # no rows yet
+    c.tracker.on_rows(100)
+    assert c.tracker.streaming() == ("SELECT * FROM big", "simple")
+    c.tracker.on_rows(100)
+    assert c.tracker.streaming() is None  # announced already
+    c.server(CommandComplete("SELECT 200"), ReadyForQuery("I"))
+    assert c.finished[0].rows == 200
+    assert c.tracker.streaming() is None
