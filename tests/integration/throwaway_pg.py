@@ -207,7 +207,7 @@ def throwaway_pg(
 
     The cluster lives in a directory of its own under the system temp dir, not under
     pytest's ``basetemp``: as root the server runs as another account that must traverse
-    the parents, and every pytest run starting meanwhile resets ``/tmp/pytest-of-root``
+    the parents, and every pytest run starting meanwhile resets pytest's per-user root
     to 0700.
     """
     data_dir = Path(tempfile.mkdtemp(prefix="dbward-test-pg-"))
