@@ -5,8 +5,10 @@ journal before it returns, so a session that records a statement and then
 releases its result has released nothing unrecorded; the cost is one
 ``write`` system call. A background thread moves journalled events into the
 SQLite store in batches (one transaction for everything that arrived since
-the last one) and lets the journal drop what the store holds. At start,
-events a crash left in the journal are stored first.
+the last one) and lets the journal drop what the store holds; if it falls
+behind by ``max_pending`` events, the next ``record`` stores them itself, so
+memory stays bounded under any load. At start, events a crash left in the
+journal are stored first.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ class AuditWriter:
         *,
         fsync: bool = False,
         store_interval: float = 0.02,
+        max_pending: int = 10_000,
     ) -> None:
         self._store = store
         self._journal = Journal(journal_dir, fsync=fsync)
         self._interval = store_interval
+        self._max_pending = max_pending
+        self.inline_stores = 0
         self._queue: deque[Row] = deque()
         self._storing = threading.Lock()
         self.recovered = self._recover()
@@ -68,6 +73,11 @@ class AuditWriter:
         self._next_id = event_id + 1
         self._queue.append(row)
         self.events += 1
+        if len(self._queue) >= self._max_pending:
+            # The storing thread is falling behind (it competes for the interpreter with
+            # the event loop): store here, so memory stays bounded and the load slows down.
+            self.inline_stores += 1
+            self.store_pending()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

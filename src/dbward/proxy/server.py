@@ -129,8 +129,14 @@ class Server:
         for server in self._servers:
             with suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
-        await self.ctx.audit.close()
-        log.info("stopped")
+        audit = self.ctx.audit
+        await audit.close()
+        log.info(
+            "stopped; audit: %d event(s) in %d stored batch(es), %d stored inline under load",
+            audit.events,
+            audit.batches,
+            audit.inline_stores,
+        )
 
 
 async def serve(config: Config) -> None:

@@ -158,3 +158,23 @@ def test_the_trail_shows_what_only_the_journal_holds(tmp_path: Path) -> None:
     assert [e.id for e in trail.read(10, after_id=2)] == [3, 4]
     assert trail.read(10)[-1].event.data["statement"] == "SELECT 4"
     trail.close()
+
+
+def test_a_lagging_store_is_caught_up_inline_so_memory_stays_bounded(tmp_path: Path) -> None:
+    async def run() -> AuditWriter:
+        writer = AuditWriter(
+            SqliteAuditStore(tmp_path / "audit.db"),
+            tmp_path / "journal",
+            store_interval=60,  # the thread never gets to it
+            max_pending=100,
+        )
+        for i in range(250):
+            writer.record(_statement(i))
+        assert len(writer._queue) < 100
+        assert _count(tmp_path / "audit.db") == 200
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(run())
+    assert writer.inline_stores == 2
+    assert _count(tmp_path / "audit.db") == 250
