@@ -14,6 +14,7 @@ import logging
 import secrets
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dbward.audit.events import EventKind
@@ -136,8 +137,22 @@ class Session:
         upstream.on_writable = lambda ok: (
             self.client.resume_reading() if ok else self.client.pause_reading()
         )
-        upstream.relay_to(self._from_upstream)
-        self.client.relay_to(self._from_client)
+        upstream.relay_to(self._guarded(self._from_upstream))
+        self.client.relay_to(self._guarded(self._from_client))
+
+    def _guarded(self, handler: Callable[[bytes], None]) -> Callable[[bytes], None]:
+        """``handler``, but a bug in it ends this session only, with a clear error."""
+
+        def guarded(data: bytes) -> None:
+            try:
+                handler(data)
+            except Exception:
+                log.exception("session %s: internal error; ending the session", self.id)
+                self.client.write(fatal("XX000", "dbward internal error; the session is ended"))
+                self._upstream.write(Terminate().encode())
+                self._end("internal error")
+
+        return guarded
 
     def _client_writable(self, ok: bool) -> None:
         if ok:
