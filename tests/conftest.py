@@ -170,7 +170,7 @@ class Dbward:
         from dbward.audit.journal import Journal
 
         rows: dict[int, tuple[Any, ...]] = {}
-        for segment in sorted((self.state_dir / "audit-journal").glob("journal-*.log")):
+        for segment in sorted((self.state_dir / "audit-journal").rglob("journal-*.log")):
             try:
                 rows.update((row[0], row) for row in Journal.read(segment))
             except FileNotFoundError:

@@ -158,6 +158,12 @@ class Limits(_Model):
 
 class Config(_Model):
     state_dir: Path = Path(".dbward")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="processes sharing the listening ports (SO_REUSEPORT); one per core",
+    )
     listeners: list[Listener] = [Listener()]
     connections: dict[str, Connection]
     identity: IdentityConfig = IdentityConfig()

@@ -23,7 +23,7 @@ class AuditTrail:
         if not self._journal_dir.is_dir():
             return []
         rows: list[Row] = []
-        for segment in Journal(self._journal_dir).leftovers():
+        for segment in sorted(self._journal_dir.rglob("journal-*.log")):
             try:
                 rows.extend(row for row in Journal.read(segment) if row[0] > after_id)
             except FileNotFoundError:

@@ -35,6 +35,8 @@ class AuditWriter:
         fsync: bool = False,
         store_interval: float = 0.02,
         max_pending: int = 10_000,
+        id_stride: int = 1,
+        id_offset: int = 0,
     ) -> None:
         self._store = store
         self._journal = Journal(journal_dir, fsync=fsync)
@@ -44,8 +46,11 @@ class AuditWriter:
         self._queue: deque[Row] = deque()
         self._storing = threading.Lock()
         self.recovered = self._recover()
-        self._next_id = store.max_id() + 1
-        self._stored_up_to = self._next_id - 1
+        # Several workers share the store: each takes the ids congruent to its offset.
+        self._stride = id_stride
+        first = store.max_id() + 1
+        self._next_id = first + (id_offset - first) % id_stride
+        self._stored_up_to = 0
         self.events = 0
         self.batches = 0
         self._stop = threading.Event()
@@ -54,23 +59,14 @@ class AuditWriter:
 
     def _recover(self) -> int:
         """Store what a previous run journalled but did not store; return how many."""
-        count = 0
-        for segment in self._journal.leftovers():
-            rows = list(Journal.read(segment))
-            if rows:
-                self._store.write_rows(rows)
-                count += len(rows)
-            segment.unlink()
-        if count:
-            log.warning("audit: stored %d event(s) left in the journal by the last run", count)
-        return count
+        return recover_journals(self._store, self._journal.directory)
 
     def record(self, event: AuditEvent) -> None:
         """Commit ``event`` to the journal. Raises OSError if it cannot be written."""
         event_id = self._next_id
         row = event_row(event_id, event)
         self._journal.append(row_line(row), event_id, event_id)
-        self._next_id = event_id + 1
+        self._next_id = event_id + self._stride
         self._queue.append(row)
         self.events += 1
         if len(self._queue) >= self._max_pending:
@@ -111,3 +107,22 @@ class AuditWriter:
         self.store_pending()
         self._journal.close(stored_up_to=self._stored_up_to if not self._queue else 0)
         self._store.close()
+
+
+def recover_journals(store: SqliteAuditStore, directory: Path) -> int:
+    """Store every event left in journal segments under ``directory``, then drop them.
+
+    Loading is idempotent (events keep their journal ids), so a crash during
+    recovery only means the next start does it again.
+    """
+    count = 0
+    segments = sorted(directory.rglob("journal-*.log")) if directory.is_dir() else []
+    for segment in segments:
+        rows = list(Journal.read(segment))
+        if rows:
+            store.write_rows(rows)
+            count += len(rows)
+        segment.unlink()
+    if count:
+        log.warning("audit: stored %d event(s) left in the journal by the last run", count)
+    return count

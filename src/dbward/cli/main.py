@@ -60,7 +60,13 @@ def cli() -> None:
 @cli.command()
 @config_option
 @click.option("--log-level", default="info", show_default=True)
-def serve(config_path: Path | None, log_level: str) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="processes sharing the ports (overrides the config's workers)",
+)
+def serve(config_path: Path | None, log_level: str, workers: int | None) -> None:
     """Run the proxy until SIGTERM/SIGINT, then drain connections and stop."""
     _setup_logging(log_level)
     try:
@@ -68,14 +74,16 @@ def serve(config_path: Path | None, log_level: str) -> None:
     except DbwardError as exc:
         _fail(exc)
         return
-    import uvloop
-
-    from dbward.proxy.server import serve as run_server
+    if workers is not None:
+        config = config.model_copy(update={"workers": workers})
+    from dbward.proxy.workers import run
 
     try:
-        uvloop.run(run_server(config))
+        status = run(config)
     except DbwardError as exc:
         _fail(exc)
+        return
+    raise SystemExit(status)
 
 
 @cli.command()

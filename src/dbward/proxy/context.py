@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dbward.audit.writer import AuditWriter
 from dbward.config import Config
@@ -16,4 +17,5 @@ class ProxyContext:
     authenticator: Authenticator
     audit: AuditWriter
     cancels: CancelRegistry = field(default_factory=CancelRegistry)
+    cancel_sockets: list[Path] = field(default_factory=list)  # per worker, when several
     draining: bool = False

@@ -9,12 +9,11 @@ CancelRequest is routed to the upstream backend behind the key it carries.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from dataclasses import dataclass
 
-from dbward.audit.events import AuditEvent, EventKind
+from dbward.audit.events import EventKind
 from dbward.codec.pg.backend import (
     AuthenticationCleartextPassword,
     AuthenticationOk,
@@ -38,11 +37,11 @@ from dbward.config import Listener
 from dbward.credentials import read_credentials
 from dbward.errors import DbwardError
 from dbward.identity.models import Identity
-from dbward.proxy.cancel import CancelTarget
+from dbward.proxy.cancel import CancelTarget, cancel_backend
 from dbward.proxy.connection import Conn
 from dbward.proxy.context import ProxyContext
 from dbward.proxy.recorder import SessionRecorder
-from dbward.proxy.upstream import Upstream, connect_upstream, negotiate_tls, open_connection
+from dbward.proxy.upstream import Upstream, connect_upstream
 
 log = logging.getLogger(__name__)
 
@@ -271,27 +270,7 @@ class Handshake:
         self.client.write(b"".join(out))
 
     async def _cancel(self, request: CancelRequest) -> None:
-        target = self.ctx.cancels.find(request.process_id, request.secret_key)
-        if target is None:
-            return  # as PostgreSQL does: no answer for an unknown key
-        conn = await open_connection(target.connection)
-        try:
-            await negotiate_tls(conn, target.connection)
-            key = target.upstream_key
-            conn.write(CancelRequest(key.process_id, key.secret_key).encode())
-            await asyncio.wait_for(conn.closed_future, 5.0)
-        finally:
-            conn.close()
-        self.ctx.audit.record(
-            AuditEvent(
-                kind=EventKind.CANCEL,
-                session_id=target.session_id,
-                identity=target.identity,
-                identity_kind=target.identity_kind,
-                target=target.connection_name,
-                source=self.recorder.source,
-            )
-        )
+        await cancel_backend(self.ctx, request, self.recorder.source)
 
     def refuse(self, sqlstate: str, message: str, *, hint: str | None = None) -> None:
         self.client.write(fatal(sqlstate, message, hint=hint))

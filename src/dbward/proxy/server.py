@@ -12,6 +12,7 @@ import logging
 import signal
 import ssl
 from contextlib import suppress
+from pathlib import Path
 
 from dbward.audit.store import SqliteAuditStore
 from dbward.audit.writer import AuditWriter
@@ -19,6 +20,7 @@ from dbward.config import Config, Listener
 from dbward.errors import DbwardError
 from dbward.identity.authenticator import Authenticator
 from dbward.identity.tokens import TokenStore
+from dbward.proxy.cancel import CancelRegistry, serve_cancel_socket
 from dbward.proxy.connection import Conn
 from dbward.proxy.context import ProxyContext
 from dbward.proxy.session import Session
@@ -27,19 +29,38 @@ from dbward.proxy.tls import server_context
 log = logging.getLogger(__name__)
 
 
+def cancel_socket(config: Config, worker: int) -> Path:
+    return config.state_dir / "run" / f"cancel-{worker}.sock"
+
+
 class Server:
-    def __init__(self, config: Config) -> None:
+    """One process's listeners and sessions; ``worker`` of ``config.workers``."""
+
+    def __init__(self, config: Config, *, worker: int = 0) -> None:
         self.config = config
+        self.worker = worker
+        workers = config.workers
         config.state_dir.mkdir(parents=True, exist_ok=True)
         tokens = TokenStore(config.tokens_path) if config.identity.tokens else None
+        journal = config.audit_journal_dir
+        if workers > 1:
+            journal = journal / f"worker-{worker}"
+            (config.state_dir / "run").mkdir(mode=0o700, exist_ok=True)
+            cancel_socket(config, worker).unlink(missing_ok=True)
         self.ctx = ProxyContext(
             config=config,
             authenticator=Authenticator(config.identity, tokens),
             audit=AuditWriter(
                 SqliteAuditStore(config.audit_path),
-                config.audit_journal_dir,
+                journal,
                 fsync=config.audit.synchronous == "full",
+                id_stride=workers,
+                id_offset=worker,
             ),
+            cancels=CancelRegistry(worker, workers),
+            cancel_sockets=[cancel_socket(config, i) for i in range(workers)]
+            if workers > 1
+            else [],
         )
         self._tls = [
             server_context(listener.tls, config.state_dir) for listener in config.listeners
@@ -47,6 +68,7 @@ class Server:
         self.sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._servers: list[asyncio.Server] = []
+        self._cancel_server: asyncio.Server | None = None  # kept open while draining
         self._stopping = asyncio.Event()
         self.addresses: list[tuple[str, int]] = []
 
@@ -59,6 +81,7 @@ class Server:
                     listener.host,
                     listener.port,
                     reuse_address=True,
+                    reuse_port=self.config.workers > 1,
                     backlog=1024,
                 )
             except OSError as exc:
@@ -72,7 +95,12 @@ class Server:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append((host, port))
-                log.info("listening on %s:%d (%s)", host, port, listener.protocol)
+                log.info(
+                    "worker %d listening on %s:%d (%s)", self.worker, host, port, listener.protocol
+                )
+        if self.ctx.cancel_sockets:
+            path = self.ctx.cancel_sockets[self.worker]
+            self._cancel_server = await serve_cancel_socket(self.ctx, path)
 
     def _accept(self, listener: Listener, tls: ssl.SSLContext) -> Conn:
         conn = Conn()
@@ -126,6 +154,9 @@ class Server:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
+        if self._cancel_server is not None:
+            self._cancel_server.close()
+            self._servers.append(self._cancel_server)
         for server in self._servers:
             with suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
@@ -139,8 +170,8 @@ class Server:
         )
 
 
-async def serve(config: Config) -> None:
-    server = Server(config)
+async def serve(config: Config, *, worker: int = 0) -> None:
+    server = Server(config, worker=worker)
     await server.start()
     server.install_signal_handlers()
     await server.serve_until_stopped()
