@@ -119,24 +119,40 @@ class Service:
             f"its log ends:\n{tail(self.log_path)}"
         )
 
-    def peak_rss_kib(self) -> int | None:
-        """VmHWM: the most resident memory the process has ever had."""
+    def _pids(self) -> list[int]:
+        """The process and its children (dbward's workers, when it runs several)."""
+        pid = self.proc.pid
         try:
-            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except OSError:
-            return None
-        match = re.search(r"^VmHWM:\s+(\d+)\s+kB", status, re.MULTILINE)
-        return int(match.group(1)) if match else None
+            children = []
+        return [pid, *(int(c) for c in children)]
+
+    def peak_rss_kib(self) -> int | None:
+        """VmHWM: the most resident memory each process has ever had, summed."""
+        total = None
+        for pid in self._pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"^VmHWM:\s+(\d+)\s+kB", status, re.MULTILINE)
+            if match:
+                total = (total or 0) + int(match.group(1))
+        return total
 
     def cpu_seconds(self) -> float | None:
-        """User plus system CPU time the process (all its threads) has used so far."""
-        try:
-            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat[stat.rindex(")") + 2 :].split()
-        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+        """User plus system CPU time the process and its children have used so far."""
+        total = None
+        for pid in self._pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+            total = (total or 0.0) + (utime + stime) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
@@ -465,13 +481,14 @@ class DbwardSetup:
         return self.state_dir / "audit.db"
 
 
-def start_dbward(work: Path, pg: Postgres, database: str) -> DbwardSetup:
+def start_dbward(work: Path, pg: Postgres, database: str, workers: int = 1) -> DbwardSetup:
     state = work / "dbward-state"
     tls_port, plain_port = free_port(), free_port()
     while plain_port == tls_port:
         plain_port = free_port()
     config = {
         "state_dir": str(state),
+        "workers": workers,
         "listeners": [
             {"host": "127.0.0.1", "port": tls_port},  # require_tls: true by default
             {"host": "127.0.0.1", "port": plain_port, "require_tls": False},
@@ -769,6 +786,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pg-port", type=int, default=5432)
     parser.add_argument("--pg-user", default="postgres")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config)")
+    parser.add_argument(
+        "--dbward-workers", type=int, default=1, help="dbward worker processes (default 1)"
+    )
     args = parser.parse_args(argv)
     try:
         args.clients = [int(c) for c in parse_list(args.clients, "client count")]
@@ -866,7 +886,7 @@ def benchmark(args: argparse.Namespace, state: Started) -> None:
         cwd=ROOT,
     )
     services.append(relay)
-    dbward = start_dbward(work, pg, database)
+    dbward = start_dbward(work, pg, database, args.dbward_workers)
     services.append(dbward.service)
 
     pg_ssl = "require" if ssl_on else "disable"
