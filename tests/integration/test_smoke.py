@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import psycopg
+import pytest
 
 from tests.conftest import Dbward
 
@@ -48,3 +53,30 @@ def test_a_streamed_result_is_recorded_as_started_before_its_first_rows(dbward: 
     assert by_text[small] == ["statement"]
     finished = [e for e in events if e["data"]["statement"] == big and e["kind"] == "statement"]
     assert finished[0]["data"]["rows"] == 50000
+
+
+def test_a_statement_cut_short_by_the_server_is_recorded_as_incomplete(
+    dbward: Dbward, pg_admin: psycopg.Connection[Any]
+) -> None:
+    conn = psycopg.connect(dbward.dsn(), autocommit=True)
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()
+    assert backend is not None
+
+    def terminate_soon() -> None:
+        time.sleep(0.5)
+        pg_admin.execute("SELECT pg_terminate_backend(%s)", [backend[0]])
+
+    killer = threading.Thread(target=terminate_soon)
+    killer.start()
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("SELECT pg_sleep(10) AS cut_short")
+    killer.join()
+    conn.close()
+    for _ in range(100):
+        records = [s for s in dbward.statements() if "cut_short" in s["data"]["statement"]]
+        if records:
+            break
+        time.sleep(0.05)
+    (record,) = records
+    assert record["data"]["incomplete"] is True
+    assert record["data"]["sqlstate"] == "57P01"

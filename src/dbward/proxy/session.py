@@ -108,6 +108,8 @@ class Session:
             self.ctx.cancels.forget(self.established.client_key)
         self.client.close()
         self.established.upstream.conn.close()
+        for unfinished in self.tracker.abandon():
+            self._record_statement(unfinished, incomplete=True)
         self.recorder.record(
             EventKind.CONNECTION_END,
             {
@@ -249,8 +251,11 @@ class Session:
             if self.ctx.draining and tracker.idle:
                 self.drain_now()
 
-    def _record_statement(self, done: FinishedStatement) -> bool:
-        """Commit the statement's audit record; False if the audit trail failed."""
+    def _record_statement(self, done: FinishedStatement, *, incomplete: bool = False) -> bool:
+        """Commit the statement's audit record; False if the audit trail failed.
+
+        ``incomplete``: the connection ended before the statement did.
+        """
         self.statements += 1
         data: dict[str, Any] = {
             "statement": done.text,
@@ -264,6 +269,8 @@ class Session:
         if done.sqlstate:
             data["sqlstate"] = done.sqlstate
             data["error"] = done.error
+        if incomplete:
+            data["incomplete"] = True
         return self.recorder.record(EventKind.STATEMENT, data)
 
     # draining ----------------------------------------------------------------------------

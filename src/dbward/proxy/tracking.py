@@ -173,6 +173,12 @@ class StatementTracker:
         if self._ops:
             self._ops[0].datarows += count
 
+    def abandon(self) -> list[FinishedStatement]:
+        """The connection ended: the statements that were still running, as they stood."""
+        running = [op for op in self._ops if op.kind in (_Q, _E, _F)]
+        self._ops.clear()
+        return [self._finish(op) for op in running]
+
     def streaming(self) -> tuple[str, str] | None:
         """The statement whose results are partly out, if not announced yet: (text, protocol).
 

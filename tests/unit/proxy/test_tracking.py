@@ -260,3 +260,13 @@ def test_a_statement_with_results_already_out_is_announced_once() -> None:
     c.server(CommandComplete("SELECT 200"), ReadyForQuery("I"))
     assert c.finished[0].rows == 200
     assert c.tracker.streaming() is None
+
+
+def test_statements_running_when_the_connection_ends_are_handed_back() -> None:
+    c = Conversation()
+    c.client(Query("SELECT pg_sleep(10)"))
+    c.server(ErrorResponse.build("FATAL", "57P01", "terminating connection"))
+    (done,) = c.tracker.abandon()
+    assert (done.text, done.sqlstate) == ("SELECT pg_sleep(10)", "57P01")
+    assert c.tracker.abandon() == []
+    assert c.tracker.idle
