@@ -55,6 +55,17 @@ def stored_event(row: Row) -> StoredEvent:
     )
 
 
+_INSERT_JSON = (
+    "INSERT OR IGNORE INTO events"
+    " (id, ts, kind, session_id, identity, identity_kind, target, source, data)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+    " json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'),"
+    " json_extract(value, '$[8]')"
+    " FROM json_each(?)"
+)
+
+
 class SqliteAuditStore:
     def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +89,16 @@ class SqliteAuditStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def write_lines(self, lines: Sequence[bytes]) -> None:
+        """Store journal lines (JSON arrays) in one statement.
+
+        SQLite unpacks the batch itself (``json_each``), so the whole batch is
+        one call that runs without Python's global lock, instead of a call per
+        row that would contend with the event loop for it.
+        """
+        batch = b"[" + b",".join(line.rstrip(b"\n") for line in lines) + b"]"
+        self._db.execute(_INSERT_JSON, (batch.decode(),))
 
     def max_id(self) -> int:
         row = self._db.execute("SELECT max(id) FROM events").fetchone()

@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 
 from dbward.audit.events import AuditEvent
-from dbward.audit.journal import Journal, Row, event_row, row_line
+from dbward.audit.journal import Journal, event_row, row_line
 from dbward.audit.store import SqliteAuditStore
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class AuditWriter:
         self._interval = store_interval
         self._max_pending = max_pending
         self.inline_stores = 0
-        self._queue: deque[Row] = deque()
+        self._queue: deque[tuple[int, bytes]] = deque()  # (event id, journal line)
         self._storing = threading.Lock()
         self.recovered = self._recover()
         # Several workers share the store: each takes the ids congruent to its offset.
@@ -64,10 +64,10 @@ class AuditWriter:
     def record(self, event: AuditEvent) -> None:
         """Commit ``event`` to the journal. Raises OSError if it cannot be written."""
         event_id = self._next_id
-        row = event_row(event_id, event)
-        self._journal.append(row_line(row), event_id, event_id)
+        line = row_line(event_row(event_id, event))
+        self._journal.append(line, event_id, event_id)
         self._next_id = event_id + self._stride
-        self._queue.append(row)
+        self._queue.append((event_id, line))
         self.events += 1
         if len(self._queue) >= self._max_pending:
             # The storing thread is falling behind (it competes for the interpreter with
@@ -84,13 +84,13 @@ class AuditWriter:
         """Move journalled events into the store now (also used at shutdown)."""
         with self._storing:
             queue = self._queue
-            rows: list[Row] = []
+            rows: list[tuple[int, bytes]] = []
             while queue:
                 rows.append(queue.popleft())
             if not rows:
                 return
             try:
-                self._store.write_rows(rows)
+                self._store.write_lines([line for _, line in rows])
             except Exception as exc:  # kept in the journal and the queue: retried next time
                 log.error(
                     "audit store write failed (%d event(s) kept in the journal): %s", len(rows), exc

@@ -43,6 +43,17 @@ def test_journal_lines_round_trip_and_torn_lines_are_skipped() -> None:
     assert line_row(line[:-10]) is None
 
 
+def test_journal_lines_are_stored_exactly_as_rows_are(tmp_path: Path) -> None:
+    by_rows = SqliteAuditStore(tmp_path / "rows.db")
+    by_lines = SqliteAuditStore(tmp_path / "lines.db")
+    rows = [event_row(i, _statement(i)) for i in range(1, 4)]
+    by_rows.write_rows(rows)
+    by_lines.write_lines([row_line(r) for r in rows])
+    by_lines.write_lines([row_line(rows[0])])  # stored already: ignored
+    assert by_lines.tail(10) == by_rows.tail(10)
+    assert by_lines.max_id() == 3
+
+
 def test_store_round_trip_tail_order_and_idempotent_rows(tmp_path: Path) -> None:
     store = SqliteAuditStore(tmp_path / "audit.db")
     rows = [event_row(i + 1, _statement(i)) for i in range(6)]
@@ -117,7 +128,7 @@ def test_events_left_in_the_journal_by_a_crash_are_stored_at_start(tmp_path: Pat
 
 def test_a_failing_store_keeps_events_in_the_journal(tmp_path: Path) -> None:
     class Broken(SqliteAuditStore):
-        def write_rows(self, rows: object) -> None:
+        def write_lines(self, lines: object) -> None:
             raise sqlite3.OperationalError("disk I/O error")
 
     async def run() -> None:
