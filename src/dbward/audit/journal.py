@@ -44,6 +44,22 @@ def event_row(event_id: int, event: AuditEvent) -> Row:
     )
 
 
+def event_line(event_id: int, event: AuditEvent) -> bytes:
+    """The journal line for an event, in one encoding pass (the statement path's form)."""
+    item = [
+        event_id,
+        event.ts,
+        event.kind.value,
+        event.session_id,
+        event.identity,
+        event.identity_kind,
+        event.target,
+        event.source,
+        event.data,
+    ]
+    return (_encode(item) + "\n").encode()
+
+
 def row_line(row: Row) -> bytes:
     head = _encode(row[:8])
     return f"{head[:-1]},{row[8]}]\n".encode()

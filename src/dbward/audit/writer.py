@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 
 from dbward.audit.events import AuditEvent
-from dbward.audit.journal import Journal, event_row, row_line
+from dbward.audit.journal import Journal, event_line
 from dbward.audit.store import SqliteAuditStore
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class AuditWriter:
     def record(self, event: AuditEvent) -> None:
         """Commit ``event`` to the journal. Raises OSError if it cannot be written."""
         event_id = self._next_id
-        line = row_line(event_row(event_id, event))
+        line = event_line(event_id, event)
         self._journal.append(line, event_id, event_id)
         self._next_id = event_id + self._stride
         self._queue.append((event_id, line))

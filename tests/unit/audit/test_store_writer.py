@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dbward.audit.events import AuditEvent, EventKind
-from dbward.audit.journal import Journal, event_row, line_row, row_line
+from dbward.audit.journal import Journal, event_line, event_row, line_row, row_line
 from dbward.audit.render import render_event, render_json
 from dbward.audit.store import SqliteAuditStore
 from dbward.audit.writer import AuditWriter
@@ -36,8 +36,10 @@ def _count(path: Path) -> int:
 
 
 def test_journal_lines_round_trip_and_torn_lines_are_skipped() -> None:
-    row = event_row(7, _statement(1))
+    event = _statement(1)
+    row = event_row(7, event)
     line = row_line(row)
+    assert event_line(7, event) == line
     assert line.endswith(b"\n")
     assert line_row(line) == row
     assert line_row(line[:-10]) is None
