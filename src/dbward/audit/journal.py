@@ -30,20 +30,6 @@ _SEGMENT_BYTES = 64 * 1024 * 1024
 _encode = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
 
 
-def event_row(event_id: int, event: AuditEvent) -> Row:
-    return (
-        event_id,
-        event.ts,
-        event.kind.value,
-        event.session_id,
-        event.identity,
-        event.identity_kind,
-        event.target,
-        event.source,
-        _encode(event.data),
-    )
-
-
 def event_line(event_id: int, event: AuditEvent) -> bytes:
     """The journal line for an event, in one encoding pass (the statement path's form)."""
     item = [
@@ -58,6 +44,13 @@ def event_line(event_id: int, event: AuditEvent) -> bytes:
         event.data,
     ]
     return (_encode(item) + "\n").encode()
+
+
+def event_row(event_id: int, event: AuditEvent) -> Row:
+    """An event as the store keeps it (the same fields as its journal line)."""
+    row = line_row(event_line(event_id, event))
+    assert row is not None
+    return row
 
 
 def row_line(row: Row) -> bytes:
