@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -635,74 +635,51 @@ def print_report(
         + f"; {facts['cpus']} CPUs shared by pgbench, PostgreSQL and the proxies"
     )
 
-    tps = Table(title=f"Transactions per second (higher is better)\n{title}", title_justify="left")
-    tps.add_column("mode")
-    tps.add_column("clients", justify="right")
-    for name in TARGETS:
-        tps.add_column(name, justify="right")
-    for mode in modes:
-        for clients in clients_list:
-            tps.add_row(
-                mode,
-                str(clients),
-                *(fmt_tps(cells.get((mode, clients, name))) for name in TARGETS),
-            )
+    def grid(heading: str, columns: list[str], value: Callable[[str, int, int], str]) -> Table:
+        """One row per mode and client count, one column per entry of ``columns``."""
+        table = Table(title=heading, title_justify="left")
+        table.add_column("mode")
+        table.add_column("clients", justify="right")
+        for column in columns:
+            table.add_column(column, justify="right")
+        for mode in modes:
+            for clients in clients_list:
+                table.add_row(
+                    mode, str(clients), *(value(mode, clients, i) for i in range(len(columns)))
+                )
+        return table
 
-    added = Table(
-        title="Added latency vs direct, µs per transaction (lower is better)",
-        title_justify="left",
-    )
-    added.add_column("mode")
-    added.add_column("clients", justify="right")
-    for name in PROXIES:
-        added.add_column(name, justify="right")
-    for mode in modes:
-        for clients in clients_list:
-            added.add_row(
-                mode, str(clients), *(added_us(cells, mode, clients, name) for name in PROXIES)
-            )
+    def cpu_us(mode: str, clients: int, name: str) -> str:
+        c = cells.get((mode, clients, name))
+        return "-" if c is None or c.cpu_us is None else f"{c.cpu_us:,.1f}"
 
-    cpu = Table(
-        title="Proxy CPU time per transaction, µs (user+sys of the proxy process; "
-        "less sensitive to other load than tps)",
-        title_justify="left",
-    )
-    cpu.add_column("mode")
-    cpu.add_column("clients", justify="right")
-    for name in PROXIES:
-        cpu.add_column(name, justify="right")
-    for mode in modes:
-        for clients in clients_list:
-            cpu.add_row(
-                mode,
-                str(clients),
-                *(
-                    "-"
-                    if (c := cells.get((mode, clients, name))) is None or c.cpu_us is None
-                    else f"{c.cpu_us:,.1f}"
-                    for name in PROXIES
-                ),
-            )
-
-    ratios = Table(
-        title="dbward throughput relative to the other proxies (1.00 = as fast)",
-        title_justify="left",
-    )
-    ratios.add_column("mode")
-    ratios.add_column("clients", justify="right")
     pairs = [
         ("dbward-plain", "pgbouncer"),
         ("dbward-plain", "relay"),
         ("dbward-tls", "pgbouncer"),
         ("dbward-tls", "relay"),
     ]
-    for a, b in pairs:
-        ratios.add_column(f"dbward-{a.removeprefix('dbward-')}\n÷ {b}", justify="right")
-    for mode in modes:
-        for clients in clients_list:
-            ratios.add_row(
-                mode, str(clients), *(ratio(cells, mode, clients, a, b) for a, b in pairs)
-            )
+    tps = grid(
+        f"Transactions per second (higher is better)\n{title}",
+        list(TARGETS),
+        lambda m, c, i: fmt_tps(cells.get((m, c, TARGETS[i]))),
+    )
+    added = grid(
+        "Added latency vs direct, µs per transaction (lower is better)",
+        list(PROXIES),
+        lambda m, c, i: added_us(cells, m, c, PROXIES[i]),
+    )
+    cpu = grid(
+        "Proxy CPU time per transaction, µs (user+sys of the proxy process; "
+        "less sensitive to other load than tps)",
+        list(PROXIES),
+        lambda m, c, i: cpu_us(m, c, PROXIES[i]),
+    )
+    ratios = grid(
+        "dbward throughput relative to the other proxies (1.00 = as fast)",
+        [f"dbward-{a.removeprefix('dbward-')}\n÷ {b}" for a, b in pairs],
+        lambda m, c, i: ratio(cells, m, c, *pairs[i]),
+    )
 
     tls = Table(title="Targets", title_justify="left")
     tls.add_column("target")
