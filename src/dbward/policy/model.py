@@ -1,0 +1,153 @@
+"""The policy file's model: rules, guardrail settings, matches. Frozen, validated.
+
+See ``docs/policy.md`` for the file format, matching order and precedence.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from dbward.identity.models import IdentityKind
+from dbward.sql.facts import Risk, StatementKind
+
+
+class Action(StrEnum):
+    ALLOW = "allow"
+    REVIEW = "review"
+    DENY = "deny"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Action.ALLOW: 0, Action.REVIEW: 1, Action.DENY: 2}
+
+
+class Guardrail(StrEnum):
+    DESTRUCTIVE_DDL = "destructive-ddl"
+    UNBOUNDED_WRITE = "unbounded-write"
+    DYNAMIC_SQL = "dynamic-sql"
+    SERVER_ACCESS = "server-access"
+    PRIVILEGE_ESCALATION = "privilege-escalation"
+
+
+def _as_tuple(value: Any) -> Any:
+    if value is None:
+        return ()
+    if isinstance(value, (str, int, float)):
+        return (value,)
+    return value
+
+
+def _upper(value: Any) -> Any:
+    value = _as_tuple(value)
+    return tuple(str(v).upper() for v in value) if isinstance(value, (list, tuple)) else value
+
+
+Names = Annotated[tuple[str, ...], BeforeValidator(_as_tuple)]
+Commands = Annotated[tuple[str, ...], BeforeValidator(_upper)]
+Kinds = Annotated[tuple[StatementKind, ...], BeforeValidator(_as_tuple)]
+IdentityKinds = Annotated[tuple[IdentityKind, ...], BeforeValidator(_as_tuple)]
+Risks = Annotated[tuple[Risk, ...], BeforeValidator(_as_tuple)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Match(_Model):
+    """Conditions that must all hold; each list holds if any of its values does."""
+
+    identity: Names = ()
+    group: Names = ()
+    identity_kind: IdentityKinds = ()
+    connection: Names = ()
+    environment: Names = ()
+    kind: Kinds = ()
+    command: Commands = ()
+    table: Names = ()
+    reads: Names = ()
+    writes: Names = ()
+    column: Names = ()
+    function: Names = ()
+    risk: Risks = ()
+
+    @property
+    def statement_keys(self) -> bool:
+        """Whether any condition is about the statement (not only about who and where)."""
+        return bool(
+            self.kind
+            or self.command
+            or self.table
+            or self.reads
+            or self.writes
+            or self.column
+            or self.function
+            or self.risk
+        )
+
+
+class Approvers(_Model):
+    group: Names = Field(min_length=1)
+    quorum: int = Field(default=1, ge=1, le=20)
+
+
+class Limits(_Model):
+    max_rows: int | None = Field(default=None, ge=0)
+
+
+_RULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class Rule(_Model):
+    name: str
+    description: str = ""
+    match: Match = Match()
+    unless: Match | None = None
+    action: Action
+    message: str | None = None
+    approvers: Approvers | None = None
+    limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Rule:
+        if not _RULE_NAME.match(self.name):
+            raise ValueError(
+                f"rule name {self.name!r}: use letters, digits, '-', '_' or '.' (at most 100)"
+            )
+        if self.action is Action.REVIEW and self.approvers is None:
+            raise ValueError(f"rule {self.name!r}: action review needs approvers (group, quorum)")
+        if self.action is not Action.REVIEW and self.approvers is not None:
+            raise ValueError(f"rule {self.name!r}: approvers only apply to action review")
+        if self.action is not Action.ALLOW and self.limits.max_rows is not None:
+            raise ValueError(f"rule {self.name!r}: limits only apply to action allow")
+        return self
+
+
+class Guardrails(_Model):
+    environments: Names = ("production",)
+    disable: Annotated[tuple[Guardrail, ...], BeforeValidator(_as_tuple)] = ()
+    exempt: Match | None = None
+
+
+class Policy(_Model):
+    version: Literal[1] = 1
+    default: Action = Action.ALLOW
+    guardrails: Guardrails = Guardrails()
+    rules: tuple[Rule, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Policy:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"two rules are named {rule.name!r}; names must be unique")
+            if rule.name.startswith("guardrail") or rule.name == "default":
+                raise ValueError(f"rule name {rule.name!r} is reserved for dbward's own rules")
+            seen.add(rule.name)
+        return self

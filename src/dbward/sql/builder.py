@@ -1,0 +1,211 @@
+"""Collects the facts of one statement while walking its parse tree.
+
+The walk is generic (every dict and list is visited) with a few node types
+handled on the way: relations, column references, function calls, CTE names
+and data-modifying statements nested anywhere (a CTE, a PREPARE, an
+EXPLAIN ANALYZE). The statement-level choices (kind, command, risks specific
+to one statement type) are made in :mod:`dbward.sql.analyze`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dbward.sql.facts import Column, Relation, Risk, StatementFacts, StatementKind
+from dbward.sql.functions import function_kind, function_risks
+from dbward.sql.tree import Node, strings
+from dbward.sql.where import effective_where
+
+_RANK = {
+    StatementKind.READ: 0,
+    StatementKind.TRANSACTION: 1,
+    StatementKind.SESSION: 2,
+    StatementKind.WRITE: 3,
+    StatementKind.ADMIN: 4,
+    StatementKind.DDL: 5,
+    StatementKind.PRIVILEGE: 6,
+    StatementKind.UNKNOWN: 7,
+}
+
+_DML = ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt")
+
+
+def relation(node: Node, temp: set[str] | frozenset[str] = frozenset()) -> Relation:
+    """The relation a ``RangeVar`` names; temporary when created as such or known to be."""
+    schema = node.get("schemaname")
+    name = node.get("relname", "")
+    if schema is None and (node.get("relpersistence") == "t" or name in temp):
+        schema = "pg_temp"
+    return Relation(name, schema)
+
+
+def qualified(items: list[Any] | None) -> Relation:
+    """A relation named by a list of ``String`` nodes (``DROP TABLE a.b``)."""
+    parts = strings(items)
+    if not parts:
+        return Relation("")
+    return Relation(parts[-1], parts[-2] if len(parts) > 1 else None)
+
+
+class FactsBuilder:
+    def __init__(self, command: str, kind: StatementKind, temp: set[str]) -> None:
+        self.command = command
+        self.kind = kind
+        self.temp = temp  # temporary tables known so far in this statement string
+        self.reads: list[Relation] = []
+        self.writes: list[Relation] = []
+        self.functions: list[str] = []
+        self.risks: set[Risk] = set()
+        self.where: bool | None = None
+        self.creates_temp: list[str] = []
+        self.settings: list[tuple[str, str | None]] = []
+        self.prepares: str | None = None
+        self.executes: str | None = None
+        self.deallocates: str | None = None
+        self._ctes: set[str] = set()
+        self._aliases: dict[str, Relation] = {}
+        self._column_refs: list[tuple[tuple[str, ...], str]] = []
+        self._written_columns: list[Column] = []
+
+    # kind ---------------------------------------------------------------------------------
+
+    def at_least(self, kind: StatementKind) -> None:
+        if _RANK[kind] > _RANK[self.kind]:
+            self.kind = kind
+
+    # relations ----------------------------------------------------------------------------
+
+    def read(self, node: Node) -> Relation:
+        rel = relation(node, self.temp)
+        self.reads.append(rel)
+        alias = node.get("alias")
+        if alias:
+            self._aliases[alias.get("aliasname", "")] = rel
+        return rel
+
+    def write(self, node: Node) -> Relation:
+        rel = relation(node, self.temp)
+        self.writes.append(rel)
+        alias = node.get("alias")
+        if alias:
+            self._aliases[alias.get("aliasname", "")] = rel
+        return rel
+
+    def write_relation(self, rel: Relation) -> None:
+        self.writes.append(rel)
+
+    def create_temp(self, name: str) -> None:
+        self.creates_temp.append(name)
+        self.temp.add(name)
+
+    # walking ------------------------------------------------------------------------------
+
+    def visit(self, node: Any) -> None:
+        """Visit a subtree: relations read, columns, functions, nested DML."""
+        if isinstance(node, list):
+            for item in node:
+                self.visit(item)
+            return
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key == "RangeVar":
+                self.read(value)
+            elif key == "ColumnRef":
+                self._column_ref(value)
+            elif key == "FuncCall":
+                self.function(value)
+            elif key == "CommonTableExpr":
+                self._ctes.add(value.get("ctename", ""))
+                self.visit(value.get("ctequery"))
+            elif key in _DML:
+                self.dml(key, value)
+            elif isinstance(value, dict):
+                if "relname" in value:
+                    self.read(value)
+                else:
+                    self.visit(value)
+            elif isinstance(value, list):
+                self.visit(value)
+
+    def function(self, call: Node) -> None:
+        name = ".".join(strings(call.get("funcname"))).lower()
+        self.functions.append(name)
+        self.risks |= function_risks(name)
+        kind = function_kind(name)
+        if kind is not None:
+            self.at_least(kind)
+        self.visit(call.get("args"))
+        self.visit(call.get("agg_filter"))
+        self.visit(call.get("over"))
+        self.visit(call.get("agg_order"))
+
+    def _column_ref(self, ref: Node) -> None:
+        parts = []
+        for field in ref.get("fields", ()):
+            value = field.get("String")
+            parts.append(value.get("sval", "") if value is not None else "*")
+        if parts:
+            self._column_refs.append((tuple(parts[:-1]), parts[-1]))
+
+    # data-modifying statements ------------------------------------------------------------
+
+    def dml(self, node_type: str, stmt: Node) -> None:
+        """INSERT / UPDATE / DELETE / MERGE, at the top or nested in a CTE."""
+        self.at_least(StatementKind.WRITE)
+        self.visit(stmt.get("withClause"))
+        target = self.write(stmt["relation"]) if "relation" in stmt else None
+        if node_type in ("UpdateStmt", "DeleteStmt"):
+            bounded = effective_where(stmt.get("whereClause"))
+            self.where = bounded if self.where is None else (self.where and bounded)
+            if not bounded and target is not None and not target.temporary:
+                self.risks.add(Risk.UNBOUNDED_WRITE)
+        if target is not None and node_type in ("UpdateStmt", "InsertStmt"):
+            key = "targetList" if node_type == "UpdateStmt" else "cols"
+            for item in stmt.get(key) or ():
+                name = item.get("ResTarget", {}).get("name")
+                if name:
+                    self._written_columns.append(Column(name, target))
+        for key, value in stmt.items():
+            if key not in ("relation", "withClause"):
+                self.visit(value)
+
+    # result -------------------------------------------------------------------------------
+
+    def columns(self) -> tuple[Column, ...]:
+        tables = [r for r in dict.fromkeys(self.reads + self.writes) if not self._is_cte(r)]
+        by_name: dict[str, Relation] = {r.name: r for r in tables}
+        by_name.update(self._aliases)
+        only = tables[0] if len(tables) == 1 else None
+        out: list[Column] = list(self._written_columns)
+        for qualifier, name in self._column_refs:
+            rel: Relation | None
+            if not qualifier:
+                rel = only
+            elif len(qualifier) == 1:
+                rel = by_name.get(qualifier[0])
+            else:
+                rel = Relation(qualifier[-1], qualifier[-2])
+            out.append(Column(name, rel))
+        return tuple(dict.fromkeys(out))
+
+    def _is_cte(self, rel: Relation) -> bool:
+        return rel.schema is None and rel.name in self._ctes
+
+    def build(self) -> StatementFacts:
+        reads = tuple(r for r in dict.fromkeys(self.reads) if not self._is_cte(r))
+        return StatementFacts(
+            command=self.command,
+            kind=self.kind,
+            reads=reads,
+            writes=tuple(dict.fromkeys(self.writes)),
+            columns=self.columns(),
+            functions=tuple(dict.fromkeys(self.functions)),
+            risks=frozenset(self.risks),
+            where=self.where,
+            creates_temp=tuple(self.creates_temp),
+            settings=tuple(self.settings),
+            prepares=self.prepares,
+            executes=self.executes,
+            deallocates=self.deallocates,
+        )

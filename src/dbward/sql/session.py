@@ -1,0 +1,189 @@
+"""A client session's SQL state: what an unqualified name means, what was prepared.
+
+Facts from :mod:`dbward.sql.analyze` name tables as the statement wrote them.
+A session qualifies them: through its ``search_path`` (followed across ``SET
+search_path``), to ``pg_temp`` for the temporary tables it created, and it
+resolves ``EXECUTE name`` to the statement ``PREPARE`` gave that name.
+
+The state changes only with statements that succeeded, and transactional
+changes (``SET``, ``CREATE TEMP TABLE``, ``DROP``) only when their
+transaction commits: the proxy reports each finished statement
+(:meth:`SqlSession.succeeded`) and each end of a request (:meth:`ready`).
+Where dbward cannot know the ``search_path`` any more (``set_config`` was
+called), the schema of an unqualified name is left unknown (None), and policy
+matching treats it conservatively.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from dbward.sql.cache import AnalysisCache, shared_cache
+from dbward.sql.facts import Analysis, Column, Relation, Risk, StatementFacts, StatementKind
+
+DEFAULT_SEARCH_PATH = ("$user", "public")
+_TEMP_RISKS = frozenset({Risk.UNBOUNDED_WRITE, Risk.DESTRUCTIVE_DDL})
+
+
+@dataclass(slots=True)
+class _State:
+    search_path: tuple[str, ...] | None  # None: unknown
+    temp: set[str] = field(default_factory=set)
+
+    def copy(self) -> _State:
+        return _State(self.search_path, set(self.temp))
+
+
+def parse_search_path(value: str) -> tuple[str, ...]:
+    parts = []
+    for raw in value.split(","):
+        item = raw.strip()
+        if item.startswith('"') and item.endswith('"') and len(item) >= 2:
+            item = item[1:-1].replace('""', '"')
+        else:
+            item = item.lower()
+        if item:
+            parts.append(item)
+    return tuple(parts)
+
+
+class SqlSession:
+    def __init__(
+        self,
+        search_path: tuple[str, ...] = DEFAULT_SEARCH_PATH,
+        *,
+        cache: AnalysisCache | None = None,
+    ) -> None:
+        self._cache = cache or shared_cache
+        self._initial_path = search_path
+        self._committed = _State(search_path)
+        self._current = self._committed.copy()  # includes the open transaction's changes
+        self._failed = False
+        self._prepared: dict[str, StatementFacts] = {}
+        self.version = 0  # changes whenever resolution could change
+
+    # analysis ---------------------------------------------------------------------------
+
+    def analyze(self, text: str) -> Analysis:
+        """The facts of ``text`` with names qualified as this session would resolve them."""
+        return self.resolve(self._cache.analyze(text))
+
+    def resolve(self, analysis: Analysis) -> Analysis:
+        if analysis.error is not None or not analysis.statements:
+            return analysis
+        temp = set(self._current.temp)
+        parts = []
+        for facts in analysis.statements:
+            parts.append(self._resolve(facts, temp))
+            temp.update(facts.creates_temp)
+        return replace(analysis, statements=tuple(parts))
+
+    @property
+    def search_path(self) -> tuple[str, ...] | None:
+        return self._current.search_path
+
+    @property
+    def temporary_tables(self) -> frozenset[str]:
+        return frozenset(self._current.temp)
+
+    def _default_schema(self) -> str | None:
+        path = self._current.search_path
+        if path is None:
+            return None
+        for schema in path:
+            if schema not in ("$user", "pg_temp", "pg_catalog"):
+                return schema
+        return None
+
+    def _temp_first(self) -> bool:
+        """Unqualified names find temporary tables first unless pg_temp is listed later."""
+        path = self._current.search_path
+        return path is not None and (path[0] == "pg_temp" if "pg_temp" in path else True)
+
+    def _resolve(self, facts: StatementFacts, temp: set[str]) -> StatementFacts:
+        if facts.executes is not None:
+            prepared = self._prepared.get(facts.executes)
+            if prepared is None:
+                return facts
+            return replace(prepared, command="EXECUTE", prepares=None, executes=facts.executes)
+        schema = self._default_schema()
+        temp_first = self._temp_first()
+
+        def qualify(rel: Relation) -> Relation:
+            if rel.schema is not None:
+                return rel
+            if temp_first and rel.name in temp:
+                return Relation(rel.name, "pg_temp")
+            return Relation(rel.name, schema)
+
+        writes = tuple(qualify(r) for r in facts.writes)
+        risks = facts.risks
+        if risks & _TEMP_RISKS and writes and all(r.temporary for r in writes):
+            risks = risks - _TEMP_RISKS
+        return replace(
+            facts,
+            reads=tuple(qualify(r) for r in facts.reads),
+            writes=writes,
+            columns=tuple(
+                Column(c.name, qualify(c.relation)) if c.relation else c for c in facts.columns
+            ),
+            risks=risks,
+        )
+
+    # state changes ----------------------------------------------------------------------
+
+    def apply(self, analysis: Analysis) -> None:
+        """Every statement of ``analysis`` ran and committed (outside a transaction)."""
+        for facts in analysis.statements:
+            self.succeeded(facts)
+        self.ready("I")
+
+    def succeeded(self, facts: StatementFacts) -> None:
+        """One statement ran without error (its transaction may still roll back)."""
+        state = self._current
+        if facts.prepares is not None:
+            self._prepared[facts.prepares] = facts  # PREPARE is not transactional
+        if facts.deallocates is not None:
+            if facts.deallocates:
+                self._prepared.pop(facts.deallocates, None)
+            else:
+                self._prepared.clear()
+        state.temp.update(facts.creates_temp)
+        if facts.command == "DROP TABLE":
+            state.temp.difference_update(r.name for r in facts.writes if r.temporary)
+        if facts.command == "DISCARD":
+            state.temp.clear()
+            self._prepared.clear()
+        for name, value in facts.settings:
+            if name == "search_path":
+                state.search_path = (
+                    parse_search_path(value) if value is not None else self._initial_path
+                )
+            elif name == "all":
+                state.search_path = self._initial_path
+        if any(f.endswith("set_config") for f in facts.functions) or facts.kind in (
+            StatementKind.UNKNOWN,
+        ):
+            state.search_path = None  # it may have changed in ways dbward cannot see
+        self.version += 1
+
+    def failed(self) -> None:
+        """A statement failed: its implicit transaction, if any, rolls back."""
+        self._failed = True
+
+    def ready(self, status: str, last_tag: str | None = None) -> None:
+        """The server is ready for the next request; ``status`` is its transaction status.
+
+        ``last_tag`` is the command tag of the last statement that ended a
+        transaction block or rolled back to a savepoint, if any.
+        """
+        if status == "I":
+            if self._failed or last_tag == "ROLLBACK":
+                self._current = self._committed.copy()
+            else:
+                self._committed = self._current.copy()
+            self._failed = False
+        elif status == "T" and last_tag == "ROLLBACK":
+            # ROLLBACK TO SAVEPOINT: which changes it undid is not tracked; forget them all.
+            self._current = self._committed.copy()
+        self.version += 1
