@@ -203,6 +203,8 @@ def start_dbward(
     *,
     extra_config: dict[str, Any] | None = None,
     connections: dict[str, Any] | None = None,
+    environment: str = "staging",
+    policy: str | None = None,
 ) -> Dbward:
     port = free_port()
     state = tmp / "state"
@@ -212,7 +214,7 @@ def start_dbward(
         "connections": connections
         or {
             "app": {
-                "environment": "production",
+                "environment": environment,
                 "host": upstream.host,
                 "port": upstream.port,
                 "database": upstream.name,
@@ -222,6 +224,9 @@ def start_dbward(
         },
         "limits": {"startup_timeout": 3, "drain_timeout": 10},
     }
+    if policy is not None:
+        (tmp / "policy.yaml").write_text(policy)
+        config["policy"] = {"file": "policy.yaml", "reload_interval": 0.2}
     config.update(extra_config or {})
     config_path = tmp / "dbward.yaml"
     config_path.write_text(yaml.safe_dump(config))

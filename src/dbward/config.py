@@ -148,6 +148,15 @@ class AuditConfig(_Model):
     )
 
 
+class PolicyConfig(_Model):
+    file: Path | None = Field(
+        default=None,
+        description="policy file (see docs/policy.md); without one the built-in "
+        "guardrails are in force. Reloaded on change and on SIGHUP",
+    )
+    reload_interval: float = Field(default=1.0, gt=0, description="seconds between checks")
+
+
 class Limits(_Model):
     startup_timeout: float = Field(default=15.0, gt=0)
     max_startup_packet: int = Field(default=10_000, ge=64)
@@ -168,6 +177,7 @@ class Config(_Model):
     connections: dict[str, Connection]
     identity: IdentityConfig = IdentityConfig()
     audit: AuditConfig = AuditConfig()
+    policy: PolicyConfig = PolicyConfig()
     limits: Limits = Limits()
 
     @property
@@ -197,6 +207,10 @@ def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None =
         raise ConfigError(f"{source}: {problems}") from None
     if base_dir is not None and not config.state_dir.is_absolute():
         config = config.model_copy(update={"state_dir": base_dir / config.state_dir})
+    policy_file = config.policy.file
+    if base_dir is not None and policy_file is not None and not policy_file.is_absolute():
+        policy = config.policy.model_copy(update={"file": base_dir / policy_file})
+        config = config.model_copy(update={"policy": policy})
     return config
 
 

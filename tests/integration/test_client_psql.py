@@ -69,7 +69,7 @@ def test_session_is_the_upstream_role_with_dbward_application_name(dbward: Dbwar
     assert app == "app-svc via dbward (psql)"
     starts = [e for e in dbward.audit() if e["kind"] == "connection.start"]
     assert starts[-1]["data"]["client_application"] == "psql"
-    assert starts[-1]["data"]["environment"] == "production"
+    assert starts[-1]["data"]["environment"] == "staging"
     assert starts[-1]["data"]["tls"] in ("TLSv1.2", "TLSv1.3")
 
 

@@ -15,6 +15,7 @@ class EventKind(StrEnum):
     STATEMENT = "statement"
     STATEMENT_STARTED = "statement.started"
     CANCEL = "cancel"
+    POLICY_RELOAD = "policy.reload"
 
 
 @dataclass(frozen=True, slots=True)

@@ -166,11 +166,10 @@ def _rule_decision(rule: Rule, facts: StatementFacts, index: int, max_rows: int 
     return Decision(
         Action.REVIEW,
         rule.name,
-        rule.message
-        or f"approval required: {facts.command} needs approval under policy rule {rule.name!r}",
-        f"ask {approvers.quorum} approver(s) from {groups} to approve it; "
-        "per-statement approval is not available in this version, so run it once they agree "
-        "through a session the policy allows",
+        "approval required: "
+        + (rule.message or f"{facts.command} needs approval under policy rule {rule.name!r}"),
+        f"ask {approvers.quorum} approver(s) from {groups}; dbward cannot yet hold a "
+        "statement until it is approved, so it was not run",
         index,
         facts.command,
         approver_groups=approvers.group,

@@ -9,6 +9,7 @@ from dbward.audit.writer import AuditWriter
 from dbward.config import Config
 from dbward.identity.authenticator import Authenticator
 from dbward.proxy.cancel import CancelRegistry
+from dbward.proxy.policy_source import PolicySource
 
 
 @dataclass(slots=True)
@@ -16,6 +17,7 @@ class ProxyContext:
     config: Config
     authenticator: Authenticator
     audit: AuditWriter
+    policy: PolicySource
     cancels: CancelRegistry = field(default_factory=CancelRegistry)
     cancel_sockets: list[Path] = field(default_factory=list)  # per worker, when several
     draining: bool = False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dbward.audit.events import EventKind
 from dbward.codec.pg.backend import (
@@ -65,6 +65,7 @@ class Established:
     target: str
     upstream: Upstream
     client_key: BackendKeyData | None
+    parameters: dict[str, str] = field(default_factory=dict)  # forwarded startup parameters
 
 
 class Handshake:
@@ -87,6 +88,7 @@ class Handshake:
         self.identity: Identity | None = None
         self.target: str | None = None
         self.upstream: Upstream | None = None
+        self.parameters: dict[str, str] = {}
         self.client_key: BackendKeyData | None = None
         self._parser = StartupParser(max_packet=ctx.config.limits.max_startup_packet)
         self._packets: list[StartupPacket] = []
@@ -112,7 +114,9 @@ class Handshake:
                 assert self.identity is not None
                 assert self.target is not None
                 assert self.upstream is not None
-                return Established(self.identity, self.target, self.upstream, self.client_key)
+                return Established(
+                    self.identity, self.target, self.upstream, self.client_key, self.parameters
+                )
 
     async def _accept_tls(self) -> None:
         if self.client.tls:
@@ -166,6 +170,7 @@ class Handshake:
         forwarded = {k: v for k, v in startup.parameters.items() if k not in _NOT_FORWARDED}
         forwarded = {k: v for k, v in forwarded.items() if not k.startswith("_pq_.")}
         forwarded["application_name"] = self._upstream_app_name(client_app)
+        self.parameters = forwarded
         try:
             credentials = read_credentials(connection.credentials, database)
             self.upstream = await connect_upstream(connection, credentials, forwarded)

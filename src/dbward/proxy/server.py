@@ -23,6 +23,7 @@ from dbward.identity.tokens import TokenStore
 from dbward.proxy.cancel import CancelRegistry, serve_cancel_socket
 from dbward.proxy.connection import Conn
 from dbward.proxy.context import ProxyContext
+from dbward.proxy.policy_source import PolicySource
 from dbward.proxy.session import Session
 from dbward.proxy.tls import server_context
 
@@ -47,16 +48,18 @@ class Server:
             journal = journal / f"worker-{worker}"
             (config.state_dir / "run").mkdir(mode=0o700, exist_ok=True)
             cancel_socket(config, worker).unlink(missing_ok=True)
+        audit = AuditWriter(
+            SqliteAuditStore(config.audit_path),
+            journal,
+            fsync=config.audit.synchronous == "full",
+            id_stride=workers,
+            id_offset=worker,
+        )
         self.ctx = ProxyContext(
             config=config,
+            policy=PolicySource(config.policy.file, audit if worker == 0 else None),
             authenticator=Authenticator(config.identity, tokens),
-            audit=AuditWriter(
-                SqliteAuditStore(config.audit_path),
-                journal,
-                fsync=config.audit.synchronous == "full",
-                id_stride=workers,
-                id_offset=worker,
-            ),
+            audit=audit,
             cancels=CancelRegistry(worker, workers),
             cancel_sockets=[cancel_socket(config, i) for i in range(workers)]
             if workers > 1
@@ -67,6 +70,7 @@ class Server:
         ]
         self.sessions: set[Session] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks_background: set[asyncio.Task[None]] = set()
         self._servers: list[asyncio.Server] = []
         self._cancel_server: asyncio.Server | None = None  # kept open while draining
         self._stopping = asyncio.Event()
@@ -101,6 +105,9 @@ class Server:
         if self.ctx.cancel_sockets:
             path = self.ctx.cancel_sockets[self.worker]
             self._cancel_server = await serve_cancel_socket(self.ctx, path)
+        if self.config.policy.file is not None:
+            watcher = loop.create_task(self.ctx.policy.watch(self.config.policy.reload_interval))
+            self._tasks_background.add(watcher)
 
     def _accept(self, listener: Listener, tls: ssl.SSLContext) -> Conn:
         conn = Conn()
@@ -126,6 +133,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.ctx.policy.reload, "SIGHUP")
 
     async def serve_until_stopped(self) -> None:
         await self._stopping.wait()
@@ -137,6 +145,8 @@ class Server:
     async def stop(self) -> None:
         """Stop accepting, drain the sessions, then close the audit store."""
         log.info("stopping: draining %d session(s)", len(self.sessions))
+        for task in self._tasks_background:
+            task.cancel()
         for server in self._servers:
             server.close()
         self.ctx.draining = True

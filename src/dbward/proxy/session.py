@@ -23,8 +23,16 @@ from dbward.codec.pg.framing import Framer
 from dbward.codec.pg.frontend import FRONTEND_NAMES, Terminate
 from dbward.config import Listener
 from dbward.errors import DbwardError
+from dbward.policy.decide import Subject
 from dbward.proxy.connection import Conn, ConnectionClosed
 from dbward.proxy.context import ProxyContext
+from dbward.proxy.guard import (
+    REFUSED_QUERY,
+    StatementGuard,
+    refusal_error,
+    refused_parse,
+    startup_search_path,
+)
 from dbward.proxy.handshake import Established, Handshake, SessionEnded, fatal
 from dbward.proxy.recorder import SessionRecorder
 from dbward.proxy.tracking import FinishedStatement, StatementTracker
@@ -37,6 +45,20 @@ _VALID_FRONTEND = frozenset(FRONTEND_NAMES)
 _TERMINATE = ord("X")
 _DATA_ROW = ord("D")
 _COPY_DATA = ord("d")
+_ERROR = ord("E")
+_PARSE = ord("P")
+
+
+def _splice(block: bytes, replacements: list[tuple[int, int, bytes]]) -> bytes:
+    """``block`` with each ``(start, end, new)`` range (in order) replaced by ``new``."""
+    parts = []
+    pos = 0
+    for start, end, new in replacements:
+        parts.append(block[pos:start])
+        parts.append(new)
+        pos = end
+    parts.append(block[pos:])
+    return b"".join(parts)
 
 
 class Session:
@@ -128,8 +150,22 @@ class Session:
     # relay -------------------------------------------------------------------------------
 
     def _start_relay(self) -> None:
-        assert self.established is not None
-        upstream = self._upstream = self.established.upstream.conn
+        established = self.established
+        assert established is not None
+        identity = established.identity
+        connection = self.ctx.config.connections[established.target]
+        subject = Subject(
+            identity=identity.name,
+            groups=identity.groups,
+            identity_kind=identity.kind,
+            connection=established.target,
+            environment=connection.environment,
+        )
+        self.guard = StatementGuard(
+            self.ctx.policy, subject, startup_search_path(established.parameters)
+        )
+        self.tracker = StatementTracker(self.guard)
+        upstream = self._upstream = established.upstream.conn
         limit = self.ctx.config.limits.max_message_size
         self._client_framer = Framer(max_message=limit, what="frontend message")
         self._upstream_framer = Framer(max_message=limit, what="backend message")
@@ -175,15 +211,20 @@ class Session:
             return
         tracker = self.tracker
         terminate = False
+        refused: list[tuple[int, int, bytes]] | None = None
         for kind, start, end in frames:
             if kind in _TRACKED_FRONTEND:
                 try:
-                    tracker.on_frontend(kind, block, start, end)
+                    decision = tracker.on_frontend(kind, block, start, end)
                 except (ValueError, IndexError):
                     self._protocol_violation(
                         ProtocolError(f"malformed {FRONTEND_NAMES[kind]} message")
                     )
                     return
+                if decision is not None and not decision.allowed:
+                    if refused is None:
+                        refused = []
+                    refused.append((start - 5, end, self._stand_in(kind, block, start, end)))
             elif kind not in _VALID_FRONTEND:
                 self._protocol_violation(
                     ProtocolError(f"invalid frontend message type {kind} ({chr(kind)!r})")
@@ -191,10 +232,20 @@ class Session:
                 return
             elif kind == _TERMINATE:
                 terminate = True
+        if refused:
+            block = _splice(block, refused)
         if block:
             self._upstream.write(block)
         if terminate:
             self._end("client terminated")
+
+    @staticmethod
+    def _stand_in(kind: int, block: bytes, start: int, end: int) -> bytes:
+        """What goes upstream instead of a refused request: one that fails to parse."""
+        if kind == _PARSE:
+            name = block[start : block.index(b"\x00", start, end)].decode("utf-8", "replace")
+            return refused_parse(name)
+        return REFUSED_QUERY  # a Query, or a FunctionCall (answered the same way on error)
 
     def _protocol_violation(self, exc: ProtocolError) -> None:
         log.info("session %s: protocol violation from client: %s", self.id, exc.message)
@@ -213,6 +264,7 @@ class Session:
         tracker = self.tracker
         recorded = True
         rows = 0
+        replaced: list[tuple[int, int, bytes]] | None = None
         for kind, start, end in frames:
             if kind in (_DATA_ROW, _COPY_DATA):
                 rows += 1
@@ -220,6 +272,12 @@ class Session:
                 if rows:
                     tracker.on_rows(rows)
                     rows = 0
+                if kind == _ERROR:
+                    denial = tracker.denial()
+                    if denial is not None:
+                        if replaced is None:
+                            replaced = []
+                        replaced.append((start - 5, end, refusal_error(denial)))
                 done = tracker.on_backend(kind, block, start, end)
                 if done is not None:
                     recorded = self._record_statement(done) and recorded
@@ -246,6 +304,8 @@ class Session:
             )
             self._end("audit trail unavailable")
             return
+        if replaced:
+            block = _splice(block, replaced)
         if block:
             self.client.write(block)
             if self.ctx.draining and tracker.idle:
@@ -266,6 +326,12 @@ class Session:
         }
         if done.prepared_name:
             data["prepared"] = done.prepared_name
+        decision = done.decision
+        if decision is not None:
+            data["decision"] = decision.action.value
+            data["rule"] = decision.rule
+            if not decision.allowed:
+                data["reason"] = decision.message
         if done.sqlstate:
             data["sqlstate"] = done.sqlstate
             data["error"] = done.error

@@ -14,8 +14,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
+
+from dbward.policy.decide import Decision
+from dbward.sql.facts import Analysis, StatementFacts
 
 _NUL = 0
+DENIED_SQLSTATE = "42501"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +34,31 @@ class FinishedStatement:
     sqlstate: str | None
     error: str | None
     prepared_name: str | None = None
+    analysis: Analysis | None = None
+    decision: Decision | None = None
+    withheld: int = 0  # rows not released: over the decision's row limit
+
+
+class Gatekeeper(Protocol):
+    """What the tracker asks about each statement and tells about each outcome."""
+
+    def check(self, text: str) -> tuple[Analysis, Decision]: ...
+
+    def succeeded(self, facts: StatementFacts) -> None: ...
+
+    def failed(self) -> None: ...
+
+    def ready(self, status: str, last_tag: str | None) -> None: ...
 
 
 class _Op:
     """A request waiting for its answer (a plain slotted class: one is made per message)."""
 
     __slots__ = (
+        "analysis",
         "announced",
         "datarows",
+        "decision",
         "error",
         "kind",
         "prepared_name",
@@ -45,15 +67,24 @@ class _Op:
         "started",
         "tags",
         "text",
+        "withheld",
     )
 
     def __init__(
-        self, kind: int, text: str = "", started: float = 0.0, prepared_name: str | None = None
+        self,
+        kind: int,
+        text: str = "",
+        started: float = 0.0,
+        prepared_name: str | None = None,
+        checked: _Checked | None = None,
     ) -> None:
         self.kind = kind  # the frontend message type byte
         self.text = text
         self.started = started  # perf_counter() when the request passed
         self.prepared_name = prepared_name
+        self.analysis: Analysis | None = checked[0] if checked is not None else None
+        self.decision: Decision | None = checked[1] if checked is not None else None
+        self.withheld = 0
         self.tags: list[str] | None = None
         self.rows: int | None = None
         self.datarows = 0
@@ -62,6 +93,8 @@ class _Op:
         self.error: str | None = None
 
 
+_Checked = tuple[Analysis, Decision]
+_UNKNOWN: tuple[str, _Checked | None] = ("", None)
 _Q, _P, _B, _D, _E, _C, _S, _F = (ord(c) for c in "QPBDECSF")
 
 
@@ -113,10 +146,13 @@ def _tag_rows(tag: str) -> int | None:
 class StatementTracker:
     """Pairs server answers with client requests; reports finished statements."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: Gatekeeper | None = None) -> None:
+        self.gate = gate
         self._ops: deque[_Op] = deque()
-        self._prepared: dict[str, str] = {}  # statement name -> text
-        self._portals: dict[str, tuple[str, str]] = {}  # portal -> (statement name, text)
+        # statement name -> (text, its check); portal -> (statement name, text, check)
+        self._prepared: dict[str, tuple[str, _Checked | None]] = {}
+        self._portals: dict[str, tuple[str, str, _Checked | None]] = {}
+        self._last_tag: str | None = None  # of the last COMMIT / ROLLBACK
         self.transaction_status = "I"
         # After an error in the extended protocol the server ignores everything up to the
         # next Sync; requests the client sends meanwhile get no answer and are not queued.
@@ -133,29 +169,38 @@ class StatementTracker:
 
     # client -> server -------------------------------------------------------------------
 
-    def on_frontend(self, kind: int, buf: bytes, start: int, end: int) -> None:
-        """Account for the client message at ``buf[start:end]``."""
+    def on_frontend(self, kind: int, buf: bytes, start: int, end: int) -> Decision | None:
+        """Account for the client message at ``buf[start:end]``.
+
+        For a Query, Parse or FunctionCall, the gatekeeper's decision on it
+        (None without a gatekeeper, or while the server discards messages).
+        """
         if self._discarding:
             if kind != _S:
-                return
+                return self._check_discarded(kind, buf, start, end)
             self._discarding = False
         if kind == _Q:
-            self._ops.append(self._op(kind, _cstring(buf, start, end)[0]))
-        elif kind == _P:
+            text = _cstring(buf, start, end)[0]
+            checked = self._check(text)
+            self._ops.append(self._op(kind, text, None, checked))
+            return checked[1] if checked else None
+        if kind == _P:
             name, pos = _cstring(buf, start, end)
             text = _cstring(buf, pos, end)[0]
-            self._prepared[name] = text
-            self._ops.append(self._op(kind, text, name))
-        elif kind == _B:
+            checked = self._check(text)
+            self._prepared[name] = (text, checked)
+            self._ops.append(self._op(kind, text, name, checked))
+            return checked[1] if checked else None
+        if kind == _B:
             portal, pos = _cstring(buf, start, end)
             statement = _cstring(buf, pos, end)[0]
-            text = self._prepared.get(statement, "")
-            self._portals[portal] = (statement, text)
-            self._ops.append(self._op(kind, text, statement))
+            text, checked = self._prepared.get(statement, _UNKNOWN)
+            self._portals[portal] = (statement, text, checked)
+            self._ops.append(self._op(kind, text, statement, checked))
         elif kind == _E:
             portal = _cstring(buf, start, end)[0]
-            statement, text = self._portals.get(portal, ("", ""))
-            self._ops.append(self._op(kind, text, statement))
+            statement, text, checked = self._portals.get(portal, ("", "", None))
+            self._ops.append(self._op(kind, text, statement, checked))
         elif kind == _C:
             target, name = buf[start], _cstring(buf, start + 1, end)[0]
             if target == ord("S"):
@@ -166,7 +211,29 @@ class StatementTracker:
         elif kind in (_D, _S):
             self._ops.append(_Op(kind))
         elif kind == _F:
-            self._ops.append(self._op(kind, _function_call(buf, start, end)))
+            text = _function_call(buf, start, end)
+            checked = self._check_function_call(text)
+            self._ops.append(self._op(kind, text, None, checked))
+            return checked[1] if checked else None
+        return None
+
+    def _check(self, text: str) -> _Checked | None:
+        return self.gate.check(text) if self.gate is not None else None
+
+    def _check_function_call(self, text: str) -> _Checked | None:
+        # A fast-path call names its function by OID only: decided as the unknown it is.
+        return self.gate.check("EXECUTE dbward_fastpath_function_call") if self.gate else None
+
+    def _check_discarded(self, kind: int, buf: bytes, start: int, end: int) -> Decision | None:
+        """The server will ignore this message; it is still checked, never trusted unseen."""
+        if self.gate is None:
+            return None
+        if kind == _P:
+            pos = buf.index(b"\x00", start, end) + 1
+            return self.gate.check(_cstring(buf, pos, end)[0])[1]
+        if kind == _Q:
+            return self.gate.check(_cstring(buf, start, end)[0])[1]
+        return None
 
     def on_rows(self, count: int) -> None:
         """``count`` rows (DataRow or CopyData) arrived for the request being answered."""
@@ -197,8 +264,10 @@ class StatementTracker:
         return head.text, _protocol(head.kind)
 
     @staticmethod
-    def _op(kind: int, text: str, prepared_name: str | None = None) -> _Op:
-        return _Op(kind, text, time.perf_counter(), prepared_name)
+    def _op(
+        kind: int, text: str, prepared_name: str | None = None, checked: _Checked | None = None
+    ) -> _Op:
+        return _Op(kind, text, time.perf_counter(), prepared_name, checked)
 
     # server -> client -------------------------------------------------------------------
 
@@ -214,6 +283,9 @@ class StatementTracker:
                 head.tags = [tag]
             else:
                 head.tags.append(tag)
+            if tag.startswith(("COMMIT", "ROLLBACK")):
+                self._last_tag = tag
+            self._succeeded(head)
             rows = _tag_rows(tag)
             if rows is not None:
                 head.rows = (head.rows or 0) + rows
@@ -222,11 +294,20 @@ class StatementTracker:
                 return self._finish(head)
         elif kind == 0x5A:  # Z ReadyForQuery
             self.transaction_status = chr(buf[start])
+            if self.gate is not None:
+                self.gate.ready(self.transaction_status, self._last_tag)
+            self._last_tag = None
             ops.popleft()
             if head.kind in (_Q, _F):
                 return self._finish(head)
         elif kind == 0x45:  # E ErrorResponse
-            head.sqlstate, head.error = _error_fields(buf[start:end])
+            decision = head.decision
+            if decision is not None and not decision.allowed:
+                head.sqlstate, head.error = DENIED_SQLSTATE, decision.message
+            else:
+                head.sqlstate, head.error = _error_fields(buf[start:end])
+            if self.gate is not None:
+                self.gate.failed()
             if head.kind in (_Q, _F):
                 return None
             ops.popleft()
@@ -247,6 +328,24 @@ class StatementTracker:
             ops.popleft()
         return None
 
+    def _succeeded(self, op: _Op) -> None:
+        """A statement of ``op`` completed: its effects on the session's SQL state count."""
+        if self.gate is None or op.analysis is None or op.kind not in (_Q, _E):
+            return
+        statements = op.analysis.statements
+        done = len(op.tags or ()) - 1
+        if op.kind == _Q and done < len(statements):
+            self.gate.succeeded(statements[done])
+        elif op.kind == _E and statements:
+            self.gate.succeeded(statements[0])
+
+    def denial(self) -> Decision | None:
+        """The refusal the next ErrorResponse stands for (a statement dbward replaced)."""
+        if not self._ops:
+            return None
+        decision = self._ops[0].decision
+        return decision if decision is not None and not decision.allowed else None
+
     @staticmethod
     def _finish(op: _Op) -> FinishedStatement:
         elapsed = time.perf_counter() - op.started
@@ -260,4 +359,7 @@ class StatementTracker:
             sqlstate=op.sqlstate,
             error=op.error,
             prepared_name=op.prepared_name or None,
+            analysis=op.analysis,
+            decision=op.decision,
+            withheld=op.withheld,
         )

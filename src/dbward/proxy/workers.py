@@ -23,6 +23,7 @@ from dbward.audit.store import SqliteAuditStore
 from dbward.audit.writer import recover_journals
 from dbward.config import Config
 from dbward.errors import DbwardError
+from dbward.policy.loader import load_policy
 from dbward.proxy.server import serve
 from dbward.proxy.tls import server_context
 
@@ -34,6 +35,8 @@ def run(config: Config) -> int:
     if config.workers == 1:
         uvloop.run(serve(config))
         return 0
+    if config.policy.file is not None:
+        load_policy(config.policy.file)  # refuse to start on a broken policy, before forking
     config.state_dir.mkdir(parents=True, exist_ok=True)
     store = SqliteAuditStore(config.audit_path)
     try:
@@ -57,6 +60,7 @@ def run(config: Config) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward)
     status = 0
     while children:
         try:
@@ -74,6 +78,7 @@ def run(config: Config) -> int:
 def _child(config: Config, worker: int) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop handles it
     try:
         uvloop.run(serve(config, worker=worker))
     except DbwardError as exc:

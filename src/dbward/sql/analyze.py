@@ -31,9 +31,7 @@ _DANGEROUS_ROLES = frozenset(
     }
 )
 _ESCALATING_ROLE_OPTIONS = frozenset({"superuser", "bypassrls", "isreplication"})
-_DESTRUCTIVE_DROPS = frozenset(
-    {"OBJECT_TABLE", "OBJECT_SCHEMA", "OBJECT_MATVIEW", "OBJECT_FOREIGN_TABLE"}
-)
+_DESTRUCTIVE_DROPS = frozenset({"OBJECT_TABLE", "OBJECT_SCHEMA", "OBJECT_MATVIEW"})
 _RELATION_DROPS = frozenset(
     {
         "OBJECT_TABLE",
@@ -106,11 +104,16 @@ _PRIVILEGE_NODES = frozenset(
 )
 
 
-def analyze(text: str) -> Analysis:
-    """Parse ``text`` (one or more statements) and describe each part."""
+def analyze(text: str, *, shape: str = "") -> Analysis:
+    """Parse ``text`` (one or more statements) and describe each part.
+
+    ``shape``: the text with its constants replaced (see :mod:`dbward.sql.cache`).
+    """
+    if "\x00" in text:
+        # libpg_query stops at a NUL; what follows it would go unseen.
+        return Analysis(text, (), error="the statement text contains a NUL byte")
     try:
         tree = json.loads(parser.parse_sql_json(text))
-        fingerprint = parser.fingerprint(text)
     except parser.ParseError as exc:
         return Analysis(text, (), error=_parse_error(exc))
     temp: set[str] = set()
@@ -122,7 +125,7 @@ def analyze(text: str) -> Analysis:
         if node_type in _LITERAL_DEPENDENT:
             cacheable = False
         parts.append(builder.build())
-    return Analysis(text, tuple(parts), fingerprint=fingerprint, cacheable=cacheable)
+    return Analysis(text, tuple(parts), shape=shape, cacheable=cacheable)
 
 
 def _parse_error(exc: Exception) -> str:
@@ -133,7 +136,7 @@ def _parse_error(exc: Exception) -> str:
     return message
 
 
-# Facts that depend on values a fingerprint ignores: never reuse another text's analysis.
+# Facts that depend on constant values: never reuse another text's analysis for them.
 _LITERAL_DEPENDENT = frozenset(
     {"VariableSetStmt", "PrepareStmt", "ExecuteStmt", "DeallocateStmt", "CreateFunctionStmt"}
 )
@@ -402,7 +405,14 @@ def _role(command: str) -> Callable[[Node, set[str]], FactsBuilder]:
         b.risks.add(Risk.PRIVILEGE_CHANGE)
         for name, arg in def_elems(stmt.get("options")):
             escalates = name in _ESCALATING_ROLE_OPTIONS and option_true(arg)
-            if escalates or (name == "addroleto" and _grants_dangerous_role(arg)):
+            joins = name == "addroleto" and _grants_dangerous_role(arg)
+            # ALTER GROUP g ADD USER u is GRANT g TO u in other words.
+            adds = (
+                name == "rolemembers"
+                and stmt.get("action", 1) == 1
+                and stmt.get("role", {}).get("rolename") in _DANGEROUS_ROLES
+            )
+            if escalates or joins or adds:
                 b.risks.add(Risk.PRIVILEGE_ESCALATION)
         return b
 

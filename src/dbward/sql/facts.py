@@ -112,7 +112,7 @@ class Analysis:
 
     text: str
     statements: tuple[StatementFacts, ...]
-    fingerprint: str = ""
+    shape: str = ""  # the text with constants replaced by $n (the cache key)
     error: str | None = None
     cacheable: bool = True
 

@@ -53,6 +53,11 @@ _DYNAMIC_SQL = {
     "query_to_xmlschema",
     "query_to_xml_and_xmlschema",
     "ts_stat",
+    "crosstab",
+    "crosstab2",
+    "crosstab3",
+    "crosstab4",
+    "connectby",
 }
 
 _EXPORTS = {

@@ -50,11 +50,11 @@ def parse_search_path(value: str) -> tuple[str, ...]:
 class SqlSession:
     def __init__(
         self,
-        search_path: tuple[str, ...] = DEFAULT_SEARCH_PATH,
+        search_path: tuple[str, ...] | None = DEFAULT_SEARCH_PATH,
         *,
         cache: AnalysisCache | None = None,
     ) -> None:
-        self._cache = cache or shared_cache
+        self._cache = cache if cache is not None else shared_cache
         self._initial_path = search_path
         self._committed = _State(search_path)
         self._current = self._committed.copy()  # includes the open transaction's changes
@@ -72,10 +72,13 @@ class SqlSession:
         if analysis.error is not None or not analysis.statements:
             return analysis
         temp = set(self._current.temp)
+        prepared: dict[str, StatementFacts] = {}  # by earlier parts of this string
         parts = []
         for facts in analysis.statements:
-            parts.append(self._resolve(facts, temp))
+            parts.append(self._resolve(facts, temp, prepared))
             temp.update(facts.creates_temp)
+            if facts.prepares is not None:
+                prepared[facts.prepares] = parts[-1]
         return replace(analysis, statements=tuple(parts))
 
     @property
@@ -100,12 +103,14 @@ class SqlSession:
         path = self._current.search_path
         return path is not None and (path[0] == "pg_temp" if "pg_temp" in path else True)
 
-    def _resolve(self, facts: StatementFacts, temp: set[str]) -> StatementFacts:
+    def _resolve(
+        self, facts: StatementFacts, temp: set[str], prepared: dict[str, StatementFacts]
+    ) -> StatementFacts:
         if facts.executes is not None:
-            prepared = self._prepared.get(facts.executes)
-            if prepared is None:
+            found = prepared.get(facts.executes) or self._prepared.get(facts.executes)
+            if found is None:
                 return facts
-            return replace(prepared, command="EXECUTE", prepares=None, executes=facts.executes)
+            return replace(found, command="EXECUTE", prepares=None, executes=facts.executes)
         schema = self._default_schema()
         temp_first = self._temp_first()
 
@@ -140,14 +145,20 @@ class SqlSession:
 
     def succeeded(self, facts: StatementFacts) -> None:
         """One statement ran without error (its transaction may still roll back)."""
-        state = self._current
         if facts.prepares is not None:
             self._prepared[facts.prepares] = facts  # PREPARE is not transactional
+            self.version += 1
         if facts.deallocates is not None:
             if facts.deallocates:
                 self._prepared.pop(facts.deallocates, None)
             else:
                 self._prepared.clear()
+            self.version += 1
+        if _changes_resolution(facts):
+            self._change(facts)
+
+    def _change(self, facts: StatementFacts) -> None:
+        state = self._current
         state.temp.update(facts.creates_temp)
         if facts.command == "DROP TABLE":
             state.temp.difference_update(r.name for r in facts.writes if r.temporary)
@@ -161,8 +172,8 @@ class SqlSession:
                 )
             elif name == "all":
                 state.search_path = self._initial_path
-        if any(f.endswith("set_config") for f in facts.functions) or facts.kind in (
-            StatementKind.UNKNOWN,
+        if facts.kind is StatementKind.UNKNOWN or any(
+            f.endswith("set_config") for f in facts.functions
         ):
             state.search_path = None  # it may have changed in ways dbward cannot see
         self.version += 1
@@ -177,13 +188,25 @@ class SqlSession:
         ``last_tag`` is the command tag of the last statement that ended a
         transaction block or rolled back to a savepoint, if any.
         """
+        before = self._current
         if status == "I":
             if self._failed or last_tag == "ROLLBACK":
                 self._current = self._committed.copy()
-            else:
+            elif self._current != self._committed:
                 self._committed = self._current.copy()
             self._failed = False
         elif status == "T" and last_tag == "ROLLBACK":
             # ROLLBACK TO SAVEPOINT: which changes it undid is not tracked; forget them all.
             self._current = self._committed.copy()
-        self.version += 1
+        if self._current != before:
+            self.version += 1
+
+
+def _changes_resolution(facts: StatementFacts) -> bool:
+    return bool(
+        facts.creates_temp
+        or facts.settings
+        or facts.command in ("DROP TABLE", "DISCARD")
+        or facts.kind is StatementKind.UNKNOWN
+        or (facts.functions and any(f.endswith("set_config") for f in facts.functions))
+    )
