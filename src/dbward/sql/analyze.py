@@ -104,18 +104,20 @@ _PRIVILEGE_NODES = frozenset(
 )
 
 
-def analyze(text: str, *, shape: str = "") -> Analysis:
+def analyze(text: str, *, shape: str | None = None) -> Analysis:
     """Parse ``text`` (one or more statements) and describe each part.
 
-    ``shape``: the text with its constants replaced (see :mod:`dbward.sql.cache`).
+    ``shape``: the text with its constants replaced, when the caller has it.
     """
     if "\x00" in text:
         # libpg_query stops at a NUL; what follows it would go unseen.
-        return Analysis(text, (), error="the statement text contains a NUL byte")
+        return Analysis("", (), error="the statement text contains a NUL byte")
     try:
         tree = json.loads(parser.parse_sql_json(text))
+        if shape is None:
+            shape = parser.normalize(text)
     except parser.ParseError as exc:
-        return Analysis(text, (), error=_parse_error(exc))
+        return Analysis("", (), error=_parse_error(exc))
     temp: set[str] = set()
     parts: list[StatementFacts] = []
     cacheable = True
@@ -125,7 +127,7 @@ def analyze(text: str, *, shape: str = "") -> Analysis:
         if node_type in _LITERAL_DEPENDENT:
             cacheable = False
         parts.append(builder.build())
-    return Analysis(text, tuple(parts), shape=shape, cacheable=cacheable)
+    return Analysis(shape, tuple(parts), cacheable=cacheable)
 
 
 def _parse_error(exc: Exception) -> str:
@@ -272,7 +274,7 @@ def _declare(stmt: Node, temp: set[str]) -> FactsBuilder:
 def _create_table(stmt: Node, temp: set[str]) -> FactsBuilder:
     b = FactsBuilder("CREATE TABLE", K.DDL, temp)
     rel = stmt["relation"]
-    if rel.get("relpersistence") == "t":
+    if rel.get("relpersistence") == "t" or rel.get("schemaname") == "pg_temp":
         b.create_temp(rel.get("relname", ""))
     b.write(rel)
     b.visit({k: v for k, v in stmt.items() if k != "relation"})
@@ -283,7 +285,11 @@ def _create_table_as(stmt: Node, temp: set[str]) -> FactsBuilder:
     matview = stmt.get("objtype") == "OBJECT_MATVIEW"
     b = FactsBuilder("CREATE MATERIALIZED VIEW" if matview else "CREATE TABLE AS", K.DDL, temp)
     _create_into(b, stmt["into"])
-    b.visit(stmt.get("query"))
+    query = stmt.get("query") or {}
+    if "ExecuteStmt" in query:
+        b.executes = query["ExecuteStmt"].get("name", "")
+        b.risks.add(Risk.DYNAMIC_SQL)  # until the session knows what was prepared
+    b.visit(query)
     return b
 
 
@@ -334,7 +340,7 @@ def _drop_owned(stmt: Node, temp: set[str]) -> FactsBuilder:
 
 
 def _truncate(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("TRUNCATE", K.WRITE, temp)
+    b = FactsBuilder("TRUNCATE", K.DDL, temp)
     targets = [b.write(r["RangeVar"]) for r in stmt.get("relations", ()) if "RangeVar" in r]
     if not all(t.temporary for t in targets):
         b.risks.add(Risk.DESTRUCTIVE_DDL)
@@ -447,6 +453,8 @@ def _set(stmt: Node, temp: set[str]) -> FactsBuilder:
         b.risks.add(Risk.CONFIG_CHANGE)
     if kind == "VAR_SET_VALUE":
         values = [const_string(arg) or "" for arg in stmt.get("args", ())]
+        if name == "search_path":  # identifiers, exactly as written: quote each
+            values = ['"' + v.replace('"', '""') + '"' for v in values]
         b.settings.append((name, ", ".join(values)))
     elif kind in ("VAR_SET_DEFAULT", "VAR_RESET"):
         b.settings.append((name, None))
@@ -459,6 +467,12 @@ def _transaction(stmt: Node, temp: set[str]) -> FactsBuilder:
     return FactsBuilder(
         _TRANSACTION_COMMANDS.get(stmt.get("kind", ""), "TRANSACTION"), K.TRANSACTION, temp
     )
+
+
+def _alter_database_set(stmt: Node, temp: set[str]) -> FactsBuilder:
+    b = FactsBuilder("ALTER DATABASE SET", K.DDL, temp)
+    b.risks.add(Risk.CONFIG_CHANGE)
+    return b
 
 
 def _alter_system(stmt: Node, temp: set[str]) -> FactsBuilder:
@@ -519,6 +533,7 @@ _HANDLERS: dict[str, Callable[[Node, set[str]], FactsBuilder]] = {
     "VariableSetStmt": _set,
     "TransactionStmt": _transaction,
     "AlterSystemStmt": _alter_system,
+    "AlterDatabaseSetStmt": _alter_database_set,
     "VacuumStmt": _vacuum,
     "DoStmt": _do,
     "CallStmt": _call,

@@ -62,7 +62,7 @@ class FactsBuilder:
         self.prepares: str | None = None
         self.executes: str | None = None
         self.deallocates: str | None = None
-        self._ctes: set[str] = set()
+        self._scopes: list[set[str]] = []  # CTE names visible where the walk is
         self._aliases: dict[str, Relation] = {}
         self._column_refs: list[tuple[tuple[str, ...], str]] = []
         self._written_columns: list[Column] = []
@@ -75,7 +75,9 @@ class FactsBuilder:
 
     # relations ----------------------------------------------------------------------------
 
-    def read(self, node: Node) -> Relation:
+    def read(self, node: Node) -> Relation | None:
+        if self._is_cte(node):
+            return None
         rel = relation(node, self.temp)
         self.reads.append(rel)
         alias = node.get("alias")
@@ -108,6 +110,11 @@ class FactsBuilder:
             return
         if not isinstance(node, dict):
             return
+        if isinstance(node.get("withClause"), dict):
+            self._enter_with(node["withClause"])
+            self.visit({k: v for k, v in node.items() if k != "withClause"})
+            self._scopes.pop()
+            return
         for key, value in node.items():
             if key == "RangeVar":
                 self.read(value)
@@ -115,9 +122,6 @@ class FactsBuilder:
                 self._column_ref(value)
             elif key == "FuncCall":
                 self.function(value)
-            elif key == "CommonTableExpr":
-                self._ctes.add(value.get("ctename", ""))
-                self.visit(value.get("ctequery"))
             elif key in _DML:
                 self.dml(key, value)
             elif isinstance(value, dict):
@@ -128,8 +132,30 @@ class FactsBuilder:
             elif isinstance(value, list):
                 self.visit(value)
 
+    def _enter_with(self, with_clause: Node) -> None:
+        """Visit a WITH list's queries, then open the scope its names are visible in.
+
+        A CTE name stands for the CTE only inside its statement, and, unless
+        the WITH is RECURSIVE, only in the CTEs after it: elsewhere the same
+        name is a real table, and read as one.
+        """
+        ctes = [c["CommonTableExpr"] for c in with_clause.get("ctes", ()) if "CommonTableExpr" in c]
+        names = [cte.get("ctename", "") for cte in ctes]
+        recursive = bool(with_clause.get("recursive"))
+        for index, cte in enumerate(ctes):
+            self._scopes.append(set(names if recursive else names[:index]))
+            self.visit(cte.get("ctequery"))
+            self._scopes.pop()
+        self._scopes.append(set(names))
+
+    def _is_cte(self, node: Node) -> bool:
+        if node.get("schemaname") is not None:
+            return False
+        name = node.get("relname", "")
+        return any(name in scope for scope in self._scopes)
+
     def function(self, call: Node) -> None:
-        name = ".".join(strings(call.get("funcname"))).lower()
+        name = ".".join(strings(call.get("funcname")))  # folded by the parser unless quoted
         self.functions.append(name)
         self.risks |= function_risks(name)
         kind = function_kind(name)
@@ -153,7 +179,9 @@ class FactsBuilder:
     def dml(self, node_type: str, stmt: Node) -> None:
         """INSERT / UPDATE / DELETE / MERGE, at the top or nested in a CTE."""
         self.at_least(StatementKind.WRITE)
-        self.visit(stmt.get("withClause"))
+        with_clause = stmt.get("withClause")
+        if isinstance(with_clause, dict):
+            self._enter_with(with_clause)
         target = self.write(stmt["relation"]) if "relation" in stmt else None
         if node_type in ("UpdateStmt", "DeleteStmt"):
             bounded = effective_where(stmt.get("whereClause"))
@@ -169,11 +197,13 @@ class FactsBuilder:
         for key, value in stmt.items():
             if key not in ("relation", "withClause"):
                 self.visit(value)
+        if isinstance(with_clause, dict):
+            self._scopes.pop()
 
     # result -------------------------------------------------------------------------------
 
     def columns(self) -> tuple[Column, ...]:
-        tables = [r for r in dict.fromkeys(self.reads + self.writes) if not self._is_cte(r)]
+        tables = list(dict.fromkeys(self.reads + self.writes))
         by_name: dict[str, Relation] = {r.name: r for r in tables}
         by_name.update(self._aliases)
         only = tables[0] if len(tables) == 1 else None
@@ -189,15 +219,11 @@ class FactsBuilder:
             out.append(Column(name, rel))
         return tuple(dict.fromkeys(out))
 
-    def _is_cte(self, rel: Relation) -> bool:
-        return rel.schema is None and rel.name in self._ctes
-
     def build(self) -> StatementFacts:
-        reads = tuple(r for r in dict.fromkeys(self.reads) if not self._is_cte(r))
         return StatementFacts(
             command=self.command,
             kind=self.kind,
-            reads=reads,
+            reads=tuple(dict.fromkeys(self.reads)),
             writes=tuple(dict.fromkeys(self.writes)),
             columns=self.columns(),
             functions=tuple(dict.fromkeys(self.functions)),

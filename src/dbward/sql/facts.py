@@ -7,7 +7,7 @@ through the session's ``search_path`` and temporary tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -93,6 +93,8 @@ class StatementFacts:
     prepares: str | None = None  # SQL-level PREPARE name
     executes: str | None = None  # SQL-level EXECUTE name
     deallocates: str | None = None  # DEALLOCATE name ("" for ALL)
+    # Before a session qualified the names (kept so EXECUTE can resolve afresh):
+    unresolved: StatementFacts | None = field(default=None, compare=False, repr=False)
 
     @property
     def tables(self) -> tuple[Relation, ...]:
@@ -102,17 +104,19 @@ class StatementFacts:
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
-    """A whole statement string as the client sent it, part by part.
+    """A whole statement string, part by part.
 
-    ``error`` is set when PostgreSQL's grammar does not accept the text; such a
-    statement is refused, never passed through unchecked. ``cacheable`` is
-    False when the facts depend on literal values the fingerprint ignores
-    (``SET search_path = ...``, ``EXECUTE name``, ...).
+    ``shape`` is the text with every constant replaced by ``$n``: the same
+    analysis serves every text of that shape, so it keeps no literal value
+    (the text itself stays with whoever asked). ``error`` is set when
+    PostgreSQL's grammar does not accept the text; such a statement is
+    refused, never passed through unchecked. ``cacheable`` is False when the
+    facts depend on constant values (``SET search_path = ...``, a function
+    body given as a string, ...): such an analysis serves only its own text.
     """
 
-    text: str
+    shape: str
     statements: tuple[StatementFacts, ...]
-    shape: str = ""  # the text with constants replaced by $n (the cache key)
     error: str | None = None
     cacheable: bool = True
 

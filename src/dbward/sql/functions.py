@@ -110,7 +110,8 @@ for _name in _EXPORTS:
     _RISKS[_name] = frozenset({Risk.DATA_EXPORT})
 for _name in _ADMIN:
     _RISKS[_name] = frozenset({Risk.ADMIN_FUNCTION})
-_RISKS["set_config"] = frozenset({Risk.CONFIG_CHANGE})
+# set_config can set role and session_authorization as well as any other setting.
+_RISKS["set_config"] = frozenset({Risk.CONFIG_CHANGE, Risk.ROLE_CHANGE})
 
 _KINDS: dict[str, StatementKind] = {name: StatementKind.WRITE for name in _WRITES}
 _KINDS.update({name: StatementKind.WRITE for name in _LARGE_OBJECTS_FILES})

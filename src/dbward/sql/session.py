@@ -16,6 +16,7 @@ matching treats it conservatively.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 from dbward.sql.cache import AnalysisCache, shared_cache
@@ -34,17 +35,52 @@ class _State:
         return _State(self.search_path, set(self.temp))
 
 
+_PATH_ITEM = re.compile(r'\s*(?:"((?:[^"]|"")*)"|([^,"]*?))\s*(?:,|$)')
+
+
 def parse_search_path(value: str) -> tuple[str, ...]:
-    parts = []
-    for raw in value.split(","):
-        item = raw.strip()
-        if item.startswith('"') and item.endswith('"') and len(item) >= 2:
-            item = item[1:-1].replace('""', '"')
-        else:
-            item = item.lower()
-        if item:
-            parts.append(item)
+    """A ``search_path`` setting's schemas: unquoted names fold to lower case."""
+    parts: list[str] = []
+    for quoted, plain in _PATH_ITEM.findall(value):
+        name = quoted.replace('""', '"') if quoted else plain.strip().lower()
+        if name:
+            parts.append(name)
     return tuple(parts)
+
+
+@dataclass(slots=True)
+class _Scope:
+    """How names resolve at one point of a statement string."""
+
+    path: tuple[str, ...] | None
+    temp: set[str]
+    prepared: dict[str, StatementFacts]
+
+    def default_schema(self) -> str | None:
+        if self.path is None:
+            return None
+        for schema in self.path:
+            if schema not in ("$user", "pg_temp", "pg_catalog"):
+                return schema
+        return None
+
+    def temp_first(self) -> bool:
+        """Unqualified names find temporary tables first unless pg_temp is listed later."""
+        path = self.path
+        return path is not None and (path[0] == "pg_temp" if "pg_temp" in path else True)
+
+
+def _merge_prepared(facts: StatementFacts, prepared: StatementFacts) -> StatementFacts:
+    """``EXECUTE p`` (or ``EXPLAIN ANALYZE EXECUTE p``, ``CREATE TABLE .. AS EXECUTE p``)."""
+    if facts.command in ("EXECUTE", "EXPLAIN ANALYZE"):
+        return replace(prepared, command=facts.command, prepares=None, executes=facts.executes)
+    return replace(
+        facts,
+        reads=facts.reads + prepared.reads + prepared.writes,
+        functions=facts.functions + prepared.functions,
+        risks=(facts.risks - {Risk.DYNAMIC_SQL}) | prepared.risks,
+        columns=facts.columns + prepared.columns,
+    )
 
 
 class SqlSession:
@@ -71,14 +107,17 @@ class SqlSession:
     def resolve(self, analysis: Analysis) -> Analysis:
         if analysis.error is not None or not analysis.statements:
             return analysis
-        temp = set(self._current.temp)
-        prepared: dict[str, StatementFacts] = {}  # by earlier parts of this string
+        # Earlier parts of one string change how later parts resolve, before anything runs.
+        scope = _Scope(self._current.search_path, set(self._current.temp), {})
         parts = []
         for facts in analysis.statements:
-            parts.append(self._resolve(facts, temp, prepared))
-            temp.update(facts.creates_temp)
+            parts.append(self._resolve(facts, scope))
+            scope.temp.update(facts.creates_temp)
             if facts.prepares is not None:
-                prepared[facts.prepares] = parts[-1]
+                scope.prepared[facts.prepares] = facts
+            for name, value in facts.settings:
+                if name == "search_path":
+                    scope.path = parse_search_path(value) if value else self._initial_path
         return replace(analysis, statements=tuple(parts))
 
     @property
@@ -89,30 +128,14 @@ class SqlSession:
     def temporary_tables(self) -> frozenset[str]:
         return frozenset(self._current.temp)
 
-    def _default_schema(self) -> str | None:
-        path = self._current.search_path
-        if path is None:
-            return None
-        for schema in path:
-            if schema not in ("$user", "pg_temp", "pg_catalog"):
-                return schema
-        return None
-
-    def _temp_first(self) -> bool:
-        """Unqualified names find temporary tables first unless pg_temp is listed later."""
-        path = self._current.search_path
-        return path is not None and (path[0] == "pg_temp" if "pg_temp" in path else True)
-
-    def _resolve(
-        self, facts: StatementFacts, temp: set[str], prepared: dict[str, StatementFacts]
-    ) -> StatementFacts:
+    def _resolve(self, facts: StatementFacts, scope: _Scope) -> StatementFacts:
         if facts.executes is not None:
-            found = prepared.get(facts.executes) or self._prepared.get(facts.executes)
-            if found is None:
-                return facts
-            return replace(found, command="EXECUTE", prepares=None, executes=facts.executes)
-        schema = self._default_schema()
-        temp_first = self._temp_first()
+            raw = scope.prepared.get(facts.executes) or self._prepared.get(facts.executes)
+            if raw is not None:
+                facts = _merge_prepared(facts, raw)
+        schema = scope.default_schema()
+        temp_first = scope.temp_first()
+        temp = scope.temp
 
         def qualify(rel: Relation) -> Relation:
             if rel.schema is not None:
@@ -133,6 +156,7 @@ class SqlSession:
                 Column(c.name, qualify(c.relation)) if c.relation else c for c in facts.columns
             ),
             risks=risks,
+            unresolved=facts.unresolved or facts,
         )
 
     # state changes ----------------------------------------------------------------------
@@ -146,7 +170,9 @@ class SqlSession:
     def succeeded(self, facts: StatementFacts) -> None:
         """One statement ran without error (its transaction may still roll back)."""
         if facts.prepares is not None:
-            self._prepared[facts.prepares] = facts  # PREPARE is not transactional
+            # PREPARE is not transactional; EXECUTE resolves the names afresh, as
+            # PostgreSQL re-analyses a prepared statement when search_path changed.
+            self._prepared[facts.prepares] = facts.unresolved or facts
             self.version += 1
         if facts.deallocates is not None:
             if facts.deallocates:

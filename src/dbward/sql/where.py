@@ -45,12 +45,23 @@ def _self_comparison(expr: dict[str, Any]) -> bool:
     """``x = x``, ``x >= x``, ``x IS NOT DISTINCT FROM x``: true for every row."""
     kind = expr.get("kind")
     if kind == "AEXPR_NOT_DISTINCT":
-        return same(expr.get("lexpr"), expr.get("rexpr"))
+        return _same_operand(expr.get("lexpr"), expr.get("rexpr"))
     if kind != "AEXPR_OP":
         return False
     names = expr.get("name", [])
     op = names[-1].get("String", {}).get("sval") if names else None
-    return op in _SELF_COMPARISONS and same(expr.get("lexpr"), expr.get("rexpr"))
+    return op in _SELF_COMPARISONS and _same_operand(expr.get("lexpr"), expr.get("rexpr"))
+
+
+def _same_operand(left: Any, right: Any) -> bool:
+    """The same expression, counting ``t.id`` and ``id`` as one column."""
+    if same(left, right):
+        return True
+    a = (left or {}).get("ColumnRef", {}).get("fields")
+    b = (right or {}).get("ColumnRef", {}).get("fields")
+    if not a or not b or not same(a[-1], b[-1]):
+        return False
+    return len(a) == 1 or len(b) == 1
 
 
 def _complementary(args: list[Node]) -> bool:
