@@ -1,4 +1,4 @@
-"""The ``dbward`` command: serve, demo, token, audit."""
+"""The ``dbward`` command: serve, demo, token, audit, policy."""
 
 from __future__ import annotations
 
@@ -222,4 +222,7 @@ def audit_tail(config_path: Path | None, limit: int, follow: bool, as_json: bool
 
 
 def main() -> None:
+    from dbward.cli.policy import policy
+
+    cli.add_command(policy)
     cli(prog_name="dbward")

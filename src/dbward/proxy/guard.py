@@ -105,10 +105,7 @@ def refusal_error(decision: Decision) -> bytes:
         detail = f"Denied by rule {decision.rule}."
     if decision.command and decision.statement:
         detail += f" Statement {decision.statement + 1} of the string ({decision.command})."
-    return ErrorResponse.build(
-        "ERROR",
-        DENIED_SQLSTATE,
-        f"dbward: {decision.message} (rule {decision.rule})",
-        detail=detail,
-        hint=decision.hint or None,
-    ).encode()
+    message = f"dbward: {decision.message} (rule {decision.rule})"
+    if decision.hint:
+        message += f"; {decision.hint}"
+    return ErrorResponse.build("ERROR", DENIED_SQLSTATE, message, detail=detail).encode()
