@@ -78,7 +78,8 @@ def test_test_json_and_expect(tmp_path: Path) -> None:
     path = tmp_path / "policy.yaml"
     path.write_text(POLICY)
     args = ["policy", "test", "--policy", str(path), "--connection", "app",
-            "--environment", "production", "--identity", "bot", "--kind", "agent", "--json"]  # fmt: skip
+            "--environment", "production", "--identity", "bot", "--kind", "agent",
+            "--json"]  # fmt: skip
     code, output = run(*args, "UPDATE t SET a = 1 WHERE id = 2")
     assert code == 0
     data = json.loads(output)
