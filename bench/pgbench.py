@@ -495,7 +495,7 @@ def start_dbward(work: Path, pg: Postgres, database: str, workers: int = 1) -> D
         ],
         "connections": {
             database: {
-                "environment": "bench",
+                "environment": "production",  # the built-in guardrails decide every statement
                 "host": pg.host,
                 "port": pg.port,
                 "database": database,

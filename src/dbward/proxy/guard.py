@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
-from dbward.codec.pg.backend import ErrorResponse
+from dbward.codec.pg.backend import CommandComplete, ErrorResponse, NoticeResponse
 from dbward.codec.pg.frontend import Parse, Query
 from dbward.policy.decide import Decision, Subject, decide
 from dbward.policy.model import Action, Policy
@@ -109,3 +109,19 @@ def refusal_error(decision: Decision) -> bytes:
     if decision.hint:
         message += f"; {decision.hint}"
     return ErrorResponse.build("ERROR", DENIED_SQLSTATE, message, detail=detail).encode()
+
+
+def capped_completion(tag: str, withheld: int, decision: Decision) -> bytes:
+    """A warning that rows were withheld, then the CommandComplete the client did get."""
+    limit = decision.max_rows or 0
+    head, _, count = tag.rpartition(" ")
+    if head and count.isdigit():
+        tag = f"{head} {limit}"
+    notice = NoticeResponse.build(
+        "WARNING",
+        "01000",
+        f"dbward: the result was cut at {limit} row(s) by rule {decision.rule}; "
+        f"{withheld} more row(s) withheld",
+        hint="narrow the query (WHERE, LIMIT) or ask for a rule that allows more rows",
+    )
+    return notice.encode() + CommandComplete(tag).encode()

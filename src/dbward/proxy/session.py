@@ -29,6 +29,7 @@ from dbward.proxy.context import ProxyContext
 from dbward.proxy.guard import (
     REFUSED_QUERY,
     StatementGuard,
+    capped_completion,
     refusal_error,
     refused_parse,
     startup_search_path,
@@ -46,6 +47,7 @@ _TERMINATE = ord("X")
 _DATA_ROW = ord("D")
 _COPY_DATA = ord("d")
 _ERROR = ord("E")
+_COMMAND_COMPLETE = ord("C")
 _PARSE = ord("P")
 
 
@@ -264,10 +266,17 @@ class Session:
         tracker = self.tracker
         recorded = True
         rows = 0
-        replaced: list[tuple[int, int, bytes]] | None = None
+        replaced: list[tuple[int, int, bytes]] = []
+        limiting = tracker.limiting
         for kind, start, end in frames:
             if kind in (_DATA_ROW, _COPY_DATA):
+                if limiting and tracker.over_limit():
+                    replaced.append((start - 5, end, b""))
+                    continue
                 rows += 1
+                if limiting:
+                    tracker.on_rows(rows)
+                    rows = 0
             elif kind in _TRACKED_BACKEND:
                 if rows:
                     tracker.on_rows(rows)
@@ -275,9 +284,12 @@ class Session:
                 if kind == _ERROR:
                     denial = tracker.denial()
                     if denial is not None:
-                        if replaced is None:
-                            replaced = []
                         replaced.append((start - 5, end, refusal_error(denial)))
+                elif limiting and kind == _COMMAND_COMPLETE:
+                    cut = tracker.withheld()
+                    if cut is not None:
+                        tag = block[start : end - 1].decode("utf-8", "replace")
+                        replaced.append((start - 5, end, capped_completion(tag, *cut)))
                 done = tracker.on_backend(kind, block, start, end)
                 if done is not None:
                     recorded = self._record_statement(done) and recorded
@@ -332,6 +344,8 @@ class Session:
             data["rule"] = decision.rule
             if not decision.allowed:
                 data["reason"] = decision.message
+        if done.withheld:
+            data["withheld_rows"] = done.withheld
         if done.sqlstate:
             data["sqlstate"] = done.sqlstate
             data["error"] = done.error

@@ -339,6 +339,36 @@ class StatementTracker:
         elif op.kind == _E and statements:
             self.gate.succeeded(statements[0])
 
+    @property
+    def limiting(self) -> bool:
+        """Whether a request waiting for its answer has a row limit."""
+        for op in self._ops:
+            decision = op.decision
+            if decision is not None and decision.max_rows is not None:
+                return True
+        return False
+
+    def over_limit(self) -> bool:
+        """The next row of the statement being answered is over its row limit: withhold it."""
+        if not self._ops:
+            return False
+        head = self._ops[0]
+        limit = head.decision.max_rows if head.decision is not None else None
+        if limit is None or head.datarows - head.withheld < limit:
+            return False
+        head.withheld += 1
+        head.datarows += 1
+        return True
+
+    def withheld(self) -> tuple[int, Decision] | None:
+        """Rows withheld from the statement being answered, and the decision that capped it."""
+        if not self._ops:
+            return None
+        head = self._ops[0]
+        if not head.withheld or head.decision is None:
+            return None
+        return head.withheld, head.decision
+
     def denial(self) -> Decision | None:
         """The refusal the next ErrorResponse stands for (a statement dbward replaced)."""
         if not self._ops:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Self
 
 from dbward.codec.pg.buffer import Reader, Writer, frame
 from dbward.codec.pg.errors import ProtocolError
@@ -201,6 +202,23 @@ class _Fields:
     def hint(self) -> str:
         return self.fields.get("H", "")
 
+    @classmethod
+    def build(
+        cls,
+        severity: str,
+        sqlstate: str,
+        message: str,
+        *,
+        detail: str | None = None,
+        hint: str | None = None,
+    ) -> Self:
+        fields = {"S": severity, "V": severity, "C": sqlstate, "M": message}
+        if detail:
+            fields["D"] = detail
+        if hint:
+            fields["H"] = hint
+        return cls(fields)
+
     def _encode(self, type_code: bytes) -> bytes:
         w = Writer()
         for code, value in self.fields.items():
@@ -214,23 +232,6 @@ class ErrorResponse(_Fields):
 
     def encode(self) -> bytes:
         return self._encode(self.TYPE)
-
-    @classmethod
-    def build(
-        cls,
-        severity: str,
-        sqlstate: str,
-        message: str,
-        *,
-        detail: str | None = None,
-        hint: str | None = None,
-    ) -> ErrorResponse:
-        fields = {"S": severity, "V": severity, "C": sqlstate, "M": message}
-        if detail:
-            fields["D"] = detail
-        if hint:
-            fields["H"] = hint
-        return cls(fields)
 
 
 @dataclass(frozen=True, slots=True)
