@@ -107,3 +107,12 @@ def test_test_needs_an_environment_for_an_unknown_connection(tmp_path: Path) -> 
     )
     assert result.exit_code == 2
     assert "no connection named 'nope'" in words(result.output)
+
+
+def test_check_refuses_an_empty_file(tmp_path: Path) -> None:
+    # a half-written file must not silently replace every rule with none
+    path = tmp_path / "policy.yaml"
+    path.write_text("")
+    code, output = run("policy", "check", str(path))
+    assert code == 2
+    assert "the policy file is empty" in words(output)

@@ -41,7 +41,10 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         problem = getattr(exc, "problem", None) or str(exc)
         raise PolicyError(f"{where}: not valid YAML: {problem}") from exc
     if data is None:
-        data = {}
+        # An empty file is far more often a half-written one than a wish for no rules.
+        raise PolicyError(
+            f"{source}: the policy file is empty; write `version: 1` for one with no rules"
+        )
     if not isinstance(data, dict):
         raise PolicyError(f"{source}:1: a policy file is a mapping (version, rules, ...)")
     try:

@@ -20,7 +20,7 @@ from typing import Any
 from dbward.audit.events import EventKind
 from dbward.codec.pg.errors import ProtocolError
 from dbward.codec.pg.framing import Framer
-from dbward.codec.pg.frontend import FRONTEND_NAMES, Terminate
+from dbward.codec.pg.frontend import FRONTEND_NAMES, Bind, Terminate
 from dbward.config import Listener
 from dbward.errors import DbwardError
 from dbward.policy.decide import Subject
@@ -49,6 +49,7 @@ _COPY_DATA = ord("d")
 _ERROR = ord("E")
 _COMMAND_COMPLETE = ord("C")
 _PARSE = ord("P")
+_BIND = ord("B")
 
 
 def _splice(block: bytes, replacements: list[tuple[int, int, bytes]]) -> bytes:
@@ -81,6 +82,7 @@ class Session:
         self.established: Established | None = None
         self._upstream: Conn  # set when the relay starts
         self.tracker = StatementTracker()
+        self._missing_statement = f"dbward refused {secrets.token_hex(8)}"
         self.statements = 0
         self.started = time.monotonic()
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -241,11 +243,12 @@ class Session:
         if terminate:
             self._end("client terminated")
 
-    @staticmethod
-    def _stand_in(kind: int, block: bytes, start: int, end: int) -> bytes:
-        """What goes upstream instead of a refused request: one that fails to parse."""
-        if kind == _PARSE:
+    def _stand_in(self, kind: int, block: bytes, start: int, end: int) -> bytes:
+        """What goes upstream instead of a refused request: one that fails."""
+        if kind in (_PARSE, _BIND):
             name = block[start : block.index(b"\x00", start, end)].decode("utf-8", "replace")
+            if kind == _BIND:  # a statement name that does not exist: the Bind fails
+                return Bind(name, self._missing_statement).encode()
             return refused_parse(name)
         return REFUSED_QUERY  # a Query, or a FunctionCall (answered the same way on error)
 

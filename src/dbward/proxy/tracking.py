@@ -172,8 +172,8 @@ class StatementTracker:
     def on_frontend(self, kind: int, buf: bytes, start: int, end: int) -> Decision | None:
         """Account for the client message at ``buf[start:end]``.
 
-        For a Query, Parse or FunctionCall, the gatekeeper's decision on it
-        (None without a gatekeeper, or while the server discards messages).
+        For a Query, Parse, Bind or FunctionCall, the gatekeeper's decision on
+        it (None without a gatekeeper, or while the server discards messages).
         """
         if self._discarding:
             if kind != _S:
@@ -195,9 +195,11 @@ class StatementTracker:
             portal, pos = _cstring(buf, start, end)
             statement = _cstring(buf, pos, end)[0]
             text, checked = self._prepared.get(statement, _UNKNOWN)
+            checked = self._recheck(statement, text, checked)
             self._portals[portal] = (statement, text, checked)
             self._ops.append(self._op(kind, text, statement, checked))
-        elif kind == _E:
+            return checked[1] if checked else None
+        if kind == _E:
             portal = _cstring(buf, start, end)[0]
             statement, text, checked = self._portals.get(portal, ("", "", None))
             self._ops.append(self._op(kind, text, statement, checked))
@@ -216,6 +218,18 @@ class StatementTracker:
             self._ops.append(self._op(kind, text, None, checked))
             return checked[1] if checked else None
         return None
+
+    def _recheck(self, statement: str, text: str, checked: _Checked | None) -> _Checked | None:
+        """Decide a prepared statement again as it is bound: the policy or what its names
+        resolve to (a temporary table dropped since) may have changed since its Parse.
+
+        A name that no Parse created was made by SQL-level PREPARE: decided as EXECUTE.
+        """
+        if self.gate is None:
+            return None
+        if checked is None:
+            return self.gate.check(f'EXECUTE "{statement.replace(chr(34), chr(34) * 2)}"')
+        return self.gate.check(text)
 
     def _check(self, text: str) -> _Checked | None:
         return self.gate.check(text) if self.gate is not None else None

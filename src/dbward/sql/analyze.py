@@ -152,7 +152,10 @@ def statement_facts(node_type: str, stmt: Node, temp: set[str]) -> FactsBuilder:
     b = FactsBuilder(*(simple or _generic(node_type)), temp)
     if node_type in _PRIVILEGE_NODES:
         b.risks.add(Risk.PRIVILEGE_CHANGE)
-    if node_type.startswith(("Create", "Alter", "Define")) or node_type in ("RuleStmt",):
+    if node_type.startswith(("Create", "Alter", "Define")) or node_type in (
+        "RuleStmt",
+        "RenameStmt",
+    ):
         target = stmt.get("relation") or stmt.get("view") or stmt.get("sequence")
         if isinstance(target, dict) and "relname" in target:
             b.write(target)
@@ -190,7 +193,7 @@ def _select(stmt: Node, temp: set[str]) -> FactsBuilder:
 def _create_into(b: FactsBuilder, into: Node) -> None:
     rel = relation(into["rel"], b.temp)
     if into["rel"].get("relpersistence") == "t":
-        b.create_temp(rel.name)
+        b.create_temp(rel.name, until_commit=into.get("onCommit") == "ONCOMMIT_DROP")
     b.write_relation(rel)
 
 
@@ -275,7 +278,7 @@ def _create_table(stmt: Node, temp: set[str]) -> FactsBuilder:
     b = FactsBuilder("CREATE TABLE", K.DDL, temp)
     rel = stmt["relation"]
     if rel.get("relpersistence") == "t" or rel.get("schemaname") == "pg_temp":
-        b.create_temp(rel.get("relname", ""))
+        b.create_temp(rel.get("relname", ""), until_commit=stmt.get("oncommit") == "ONCOMMIT_DROP")
     b.write(rel)
     b.visit({k: v for k, v in stmt.items() if k != "relation"})
     return b

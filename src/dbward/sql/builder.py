@@ -58,6 +58,7 @@ class FactsBuilder:
         self.risks: set[Risk] = set()
         self.where: bool | None = None
         self.creates_temp: list[str] = []
+        self.temp_until_commit: list[str] = []
         self.settings: list[tuple[str, str | None]] = []
         self.prepares: str | None = None
         self.executes: str | None = None
@@ -96,9 +97,11 @@ class FactsBuilder:
     def write_relation(self, rel: Relation) -> None:
         self.writes.append(rel)
 
-    def create_temp(self, name: str) -> None:
+    def create_temp(self, name: str, *, until_commit: bool = False) -> None:
         self.creates_temp.append(name)
         self.temp.add(name)
+        if until_commit:
+            self.temp_until_commit.append(name)
 
     # walking ------------------------------------------------------------------------------
 
@@ -230,6 +233,7 @@ class FactsBuilder:
             risks=frozenset(self.risks),
             where=self.where,
             creates_temp=tuple(self.creates_temp),
+            temp_until_commit=tuple(self.temp_until_commit),
             settings=tuple(self.settings),
             prepares=self.prepares,
             executes=self.executes,

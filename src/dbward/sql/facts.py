@@ -89,6 +89,7 @@ class StatementFacts:
     where: bool | None = None
     # Session effects, applied once the statement has been allowed:
     creates_temp: tuple[str, ...] = ()  # temporary tables created
+    temp_until_commit: tuple[str, ...] = ()  # ... of them, dropped when the transaction ends
     settings: tuple[tuple[str, str | None], ...] = ()  # SET name = value (None: RESET)
     prepares: str | None = None  # SQL-level PREPARE name
     executes: str | None = None  # SQL-level EXECUTE name

@@ -24,6 +24,7 @@ from dbward.sql.facts import Analysis, Column, Relation, Risk, StatementFacts, S
 
 DEFAULT_SEARCH_PATH = ("$user", "public")
 _TEMP_RISKS = frozenset({Risk.UNBOUNDED_WRITE, Risk.DESTRUCTIVE_DDL})
+_FORGETS_TEMP = frozenset({"DROP TABLE", "RENAME", "ALTER TABLE", "ALTER SET SCHEMA"})
 
 
 @dataclass(slots=True)
@@ -95,6 +96,7 @@ class SqlSession:
         self._committed = _State(search_path)
         self._current = self._committed.copy()  # includes the open transaction's changes
         self._failed = False
+        self._gone_at_commit: set[str] = set()
         self._prepared: dict[str, StatementFacts] = {}
         self.version = 0  # changes whenever resolution could change
 
@@ -185,9 +187,14 @@ class SqlSession:
 
     def _change(self, facts: StatementFacts) -> None:
         state = self._current
+        if facts.command in _FORGETS_TEMP:
+            # Dropped, renamed or altered: forget those names (a forgotten temporary
+            # table is only treated more strictly, as the permanent one it may shadow).
+            state.temp.difference_update(
+                r.name for r in facts.tables if r.temporary or r.schema is None
+            )
         state.temp.update(facts.creates_temp)
-        if facts.command == "DROP TABLE":
-            state.temp.difference_update(r.name for r in facts.writes if r.temporary)
+        self._gone_at_commit.update(facts.temp_until_commit)
         if facts.command == "DISCARD":
             state.temp.clear()
             self._prepared.clear()
@@ -221,6 +228,11 @@ class SqlSession:
             elif self._current != self._committed:
                 self._committed = self._current.copy()
             self._failed = False
+            if self._gone_at_commit:  # ON COMMIT DROP tables: their transaction ended
+                self._current.temp -= self._gone_at_commit
+                self._committed.temp -= self._gone_at_commit
+                self._gone_at_commit.clear()
+                self.version += 1
         elif status == "T" and last_tag == "ROLLBACK":
             # ROLLBACK TO SAVEPOINT: which changes it undid is not tracked; forget them all.
             self._current = self._committed.copy()
@@ -232,7 +244,8 @@ def _changes_resolution(facts: StatementFacts) -> bool:
     return bool(
         facts.creates_temp
         or facts.settings
-        or facts.command in ("DROP TABLE", "DISCARD")
+        or facts.command in _FORGETS_TEMP
+        or facts.command == "DISCARD"
         or facts.kind is StatementKind.UNKNOWN
         or (facts.functions and any(f.endswith("set_config") for f in facts.functions))
     )
