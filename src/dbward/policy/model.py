@@ -9,7 +9,14 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from dbward.identity.models import IdentityKind
 from dbward.sql.facts import Risk, StatementKind
@@ -141,13 +148,14 @@ class Policy(_Model):
     guardrails: Guardrails = Guardrails()
     rules: tuple[Rule, ...] = ()
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Policy:
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
         seen: set[str] = set()
-        for rule in self.rules:
+        for rule in rules:
             if rule.name in seen:
                 raise ValueError(f"two rules are named {rule.name!r}; names must be unique")
             if rule.name.startswith("guardrail") or rule.name == "default":
                 raise ValueError(f"rule name {rule.name!r} is reserved for dbward's own rules")
             seen.add(rule.name)
-        return self
+        return rules
