@@ -214,7 +214,7 @@ class StatementTracker:
             self._ops.append(_Op(kind))
         elif kind == _F:
             text = _function_call(buf, start, end)
-            checked = self._check_function_call(text)
+            checked = self._check_function_call()
             self._ops.append(self._op(kind, text, None, checked))
             return checked[1] if checked else None
         return None
@@ -234,7 +234,7 @@ class StatementTracker:
     def _check(self, text: str) -> _Checked | None:
         return self.gate.check(text) if self.gate is not None else None
 
-    def _check_function_call(self, text: str) -> _Checked | None:
+    def _check_function_call(self) -> _Checked | None:
         # A fast-path call names its function by OID only: decided as the unknown it is.
         return self.gate.check("EXECUTE dbward_fastpath_function_call") if self.gate else None
 

@@ -10,41 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 from pglast import parser
 
-from dbward.sql.builder import FactsBuilder, qualified, relation
-from dbward.sql.facts import Analysis, Relation, Risk, StatementFacts, StatementKind
-from dbward.sql.tree import Node, const_string, def_elems, option_true, strings
+from dbward.sql.builder import FactsBuilder
+from dbward.sql.ddl import DDL_HANDLERS, create_into
+from dbward.sql.facts import Analysis, Risk, StatementFacts, StatementKind
+from dbward.sql.tree import Node, const_string, def_elems, option_true
 
 K = StatementKind
 
-# Built-in roles whose membership reaches server files, programs or all data.
-_DANGEROUS_ROLES = frozenset(
-    {
-        "pg_read_server_files",
-        "pg_write_server_files",
-        "pg_execute_server_program",
-        "pg_read_all_data",
-        "pg_write_all_data",
-    }
-)
-_ESCALATING_ROLE_OPTIONS = frozenset({"superuser", "bypassrls", "isreplication"})
-_DESTRUCTIVE_DROPS = frozenset({"OBJECT_TABLE", "OBJECT_SCHEMA", "OBJECT_MATVIEW"})
-_RELATION_DROPS = frozenset(
-    {
-        "OBJECT_TABLE",
-        "OBJECT_VIEW",
-        "OBJECT_MATVIEW",
-        "OBJECT_INDEX",
-        "OBJECT_SEQUENCE",
-        "OBJECT_FOREIGN_TABLE",
-    }
-)
-_UNTRUSTED_LANGUAGES = frozenset(
-    {"c", "internal", "plpython3u", "plpythonu", "plperlu", "pltclu", "plsh", "plv8u"}
-)
 _TRANSACTION_COMMANDS = {
     "TRANS_STMT_BEGIN": "BEGIN",
     "TRANS_STMT_START": "START TRANSACTION",
@@ -57,51 +32,59 @@ _TRANSACTION_COMMANDS = {
     "TRANS_STMT_COMMIT_PREPARED": "COMMIT PREPARED",
     "TRANS_STMT_ROLLBACK_PREPARED": "ROLLBACK PREPARED",
 }
-# Statements whose facts are the same whatever they name: (command, kind).
-_SIMPLE: dict[str, tuple[str, StatementKind]] = {
-    "VariableShowStmt": ("SHOW", K.READ),
-    "FetchStmt": ("FETCH", K.READ),
-    "ClosePortalStmt": ("CLOSE", K.SESSION),
-    "ListenStmt": ("LISTEN", K.SESSION),
-    "UnlistenStmt": ("UNLISTEN", K.SESSION),
-    "NotifyStmt": ("NOTIFY", K.SESSION),
-    "DiscardStmt": ("DISCARD", K.SESSION),
-    "ConstraintsSetStmt": ("SET CONSTRAINTS", K.TRANSACTION),
-    "CheckPointStmt": ("CHECKPOINT", K.ADMIN),
-    "ReindexStmt": ("REINDEX", K.ADMIN),
-    "ClusterStmt": ("CLUSTER", K.ADMIN),
-    "LockStmt": ("LOCK", K.ADMIN),
-    "CreatedbStmt": ("CREATE DATABASE", K.DDL),
-    "AlterDatabaseStmt": ("ALTER DATABASE", K.DDL),
-    "CreateSchemaStmt": ("CREATE SCHEMA", K.DDL),
-    "CreateExtensionStmt": ("CREATE EXTENSION", K.DDL),
-    "IndexStmt": ("CREATE INDEX", K.DDL),
-    "ViewStmt": ("CREATE VIEW", K.DDL),
-    "CreateSeqStmt": ("CREATE SEQUENCE", K.DDL),
-    "AlterSeqStmt": ("ALTER SEQUENCE", K.DDL),
-    "CreateTrigStmt": ("CREATE TRIGGER", K.DDL),
-    "RuleStmt": ("CREATE RULE", K.DDL),
-    "CommentStmt": ("COMMENT", K.DDL),
-    "RenameStmt": ("RENAME", K.DDL),
-    "AlterObjectSchemaStmt": ("ALTER SET SCHEMA", K.DDL),
-    "RefreshMatViewStmt": ("REFRESH MATERIALIZED VIEW", K.WRITE),
-    "AlterOwnerStmt": ("ALTER OWNER", K.PRIVILEGE),
-    "CreatePolicyStmt": ("CREATE POLICY", K.PRIVILEGE),
-    "AlterPolicyStmt": ("ALTER POLICY", K.PRIVILEGE),
-    "AlterDefaultPrivilegesStmt": ("ALTER DEFAULT PRIVILEGES", K.PRIVILEGE),
-    "DropRoleStmt": ("DROP ROLE", K.PRIVILEGE),
-    "ReassignOwnedStmt": ("REASSIGN OWNED", K.PRIVILEGE),
+_NONE: frozenset[Risk] = frozenset()
+_PRIV = frozenset({Risk.PRIVILEGE_CHANGE})
+# Statements whose facts are the same whatever they name: (command, kind, risks).
+_SIMPLE: dict[str, tuple[str, StatementKind, frozenset[Risk]]] = {
+    "VariableShowStmt": ("SHOW", K.READ, _NONE),
+    "FetchStmt": ("FETCH", K.READ, _NONE),
+    "ClosePortalStmt": ("CLOSE", K.SESSION, _NONE),
+    "ListenStmt": ("LISTEN", K.SESSION, _NONE),
+    "UnlistenStmt": ("UNLISTEN", K.SESSION, _NONE),
+    "NotifyStmt": ("NOTIFY", K.SESSION, _NONE),
+    "DiscardStmt": ("DISCARD", K.SESSION, _NONE),
+    "ConstraintsSetStmt": ("SET CONSTRAINTS", K.TRANSACTION, _NONE),
+    "CheckPointStmt": ("CHECKPOINT", K.ADMIN, _NONE),
+    "ReindexStmt": ("REINDEX", K.ADMIN, _NONE),
+    "ClusterStmt": ("CLUSTER", K.ADMIN, _NONE),
+    "LockStmt": ("LOCK", K.ADMIN, _NONE),
+    "CreatedbStmt": ("CREATE DATABASE", K.DDL, _NONE),
+    "AlterDatabaseStmt": ("ALTER DATABASE", K.DDL, _NONE),
+    "CreateSchemaStmt": ("CREATE SCHEMA", K.DDL, _NONE),
+    "CreateExtensionStmt": ("CREATE EXTENSION", K.DDL, _NONE),
+    "IndexStmt": ("CREATE INDEX", K.DDL, _NONE),
+    "ViewStmt": ("CREATE VIEW", K.DDL, _NONE),
+    "CreateSeqStmt": ("CREATE SEQUENCE", K.DDL, _NONE),
+    "AlterSeqStmt": ("ALTER SEQUENCE", K.DDL, _NONE),
+    "CreateTrigStmt": ("CREATE TRIGGER", K.DDL, _NONE),
+    "RuleStmt": ("CREATE RULE", K.DDL, _NONE),
+    "CommentStmt": ("COMMENT", K.DDL, _NONE),
+    "RenameStmt": ("RENAME", K.DDL, _NONE),
+    "AlterObjectSchemaStmt": ("ALTER SET SCHEMA", K.DDL, _NONE),
+    "RefreshMatViewStmt": ("REFRESH MATERIALIZED VIEW", K.WRITE, _NONE),
+    "AlterOwnerStmt": ("ALTER OWNER", K.PRIVILEGE, _PRIV),
+    "CreatePolicyStmt": ("CREATE POLICY", K.PRIVILEGE, _PRIV),
+    "AlterPolicyStmt": ("ALTER POLICY", K.PRIVILEGE, _PRIV),
+    "AlterDefaultPrivilegesStmt": ("ALTER DEFAULT PRIVILEGES", K.PRIVILEGE, _PRIV),
+    "DropRoleStmt": ("DROP ROLE", K.PRIVILEGE, _PRIV),
+    "ReassignOwnedStmt": ("REASSIGN OWNED", K.PRIVILEGE, _PRIV),
+    "DropdbStmt": ("DROP DATABASE", K.DDL, frozenset({Risk.DESTRUCTIVE_DDL})),
+    "DropOwnedStmt": (
+        "DROP OWNED",
+        K.DDL,
+        frozenset({Risk.DESTRUCTIVE_DDL, Risk.PRIVILEGE_CHANGE}),
+    ),
+    "AlterRoleSetStmt": (
+        "ALTER ROLE SET",
+        K.PRIVILEGE,
+        frozenset({Risk.PRIVILEGE_CHANGE, Risk.CONFIG_CHANGE}),
+    ),
+    "AlterDatabaseSetStmt": ("ALTER DATABASE SET", K.DDL, frozenset({Risk.CONFIG_CHANGE})),
+    "AlterSystemStmt": ("ALTER SYSTEM", K.ADMIN, frozenset({Risk.CONFIG_CHANGE})),
+    "DoStmt": ("DO", K.UNKNOWN, frozenset({Risk.DYNAMIC_SQL})),
+    # LOAD puts a shared library into the server.
+    "LoadStmt": ("LOAD", K.ADMIN, frozenset({Risk.PROGRAM_EXECUTION})),
 }
-_PRIVILEGE_NODES = frozenset(
-    {
-        "AlterOwnerStmt",
-        "CreatePolicyStmt",
-        "AlterPolicyStmt",
-        "AlterDefaultPrivilegesStmt",
-        "DropRoleStmt",
-        "ReassignOwnedStmt",
-    }
-)
 
 
 def analyze(text: str, *, shape: str | None = None) -> Analysis:
@@ -148,10 +131,9 @@ def statement_facts(node_type: str, stmt: Node, temp: set[str]) -> FactsBuilder:
     handler = _HANDLERS.get(node_type)
     if handler is not None:
         return handler(stmt, temp)
-    simple = _SIMPLE.get(node_type)
-    b = FactsBuilder(*(simple or _generic(node_type)), temp)
-    if node_type in _PRIVILEGE_NODES:
-        b.risks.add(Risk.PRIVILEGE_CHANGE)
+    command, kind, risks = _SIMPLE.get(node_type) or _generic(node_type)
+    b = FactsBuilder(command, kind, temp)
+    b.risks |= risks
     if node_type.startswith(("Create", "Alter", "Define")) or node_type in (
         "RuleStmt",
         "RenameStmt",
@@ -166,13 +148,13 @@ def statement_facts(node_type: str, stmt: Node, temp: set[str]) -> FactsBuilder:
     return b
 
 
-def _generic(node_type: str) -> tuple[str, StatementKind]:
+def _generic(node_type: str) -> tuple[str, StatementKind, frozenset[Risk]]:
     """Command and kind of a statement type dbward has no special knowledge of."""
     words = "".join(f" {c}" if c.isupper() else c for c in node_type.removesuffix("Stmt")).split()
     command = " ".join(words).upper()
     if words and words[0] in ("Create", "Alter", "Drop", "Define", "Import"):
-        return command, K.DDL
-    return command or node_type, K.UNKNOWN
+        return command, K.DDL, _NONE
+    return command or node_type, K.UNKNOWN, _NONE
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -185,16 +167,9 @@ def _select(stmt: Node, temp: set[str]) -> FactsBuilder:
         b.visit(stmt)
         return b
     b = FactsBuilder("SELECT INTO", K.DDL, temp)
-    _create_into(b, into)
+    create_into(b, into)
     b.visit({k: v for k, v in stmt.items() if k != "intoClause"})
     return b
-
-
-def _create_into(b: FactsBuilder, into: Node) -> None:
-    rel = relation(into["rel"], b.temp)
-    if into["rel"].get("relpersistence") == "t":
-        b.create_temp(rel.name, until_commit=into.get("onCommit") == "ONCOMMIT_DROP")
-    b.write_relation(rel)
 
 
 def _dml(command: str, node_type: str) -> Callable[[Node, set[str]], FactsBuilder]:
@@ -271,175 +246,6 @@ def _declare(stmt: Node, temp: set[str]) -> FactsBuilder:
     return b
 
 
-# -- DDL --------------------------------------------------------------------------------------
-
-
-def _create_table(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("CREATE TABLE", K.DDL, temp)
-    rel = stmt["relation"]
-    if rel.get("relpersistence") == "t" or rel.get("schemaname") == "pg_temp":
-        b.create_temp(rel.get("relname", ""), until_commit=stmt.get("oncommit") == "ONCOMMIT_DROP")
-    b.write(rel)
-    b.visit({k: v for k, v in stmt.items() if k != "relation"})
-    return b
-
-
-def _create_table_as(stmt: Node, temp: set[str]) -> FactsBuilder:
-    matview = stmt.get("objtype") == "OBJECT_MATVIEW"
-    b = FactsBuilder("CREATE MATERIALIZED VIEW" if matview else "CREATE TABLE AS", K.DDL, temp)
-    _create_into(b, stmt["into"])
-    query = stmt.get("query") or {}
-    if "ExecuteStmt" in query:
-        b.executes = query["ExecuteStmt"].get("name", "")
-        b.risks.add(Risk.DYNAMIC_SQL)  # until the session knows what was prepared
-    b.visit(query)
-    return b
-
-
-def _alter_table(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("ALTER TABLE", K.DDL, temp)
-    target = b.write(stmt["relation"])
-    for cmd in stmt.get("cmds", ()):
-        subtype = cmd.get("AlterTableCmd", {}).get("subtype", "")
-        if subtype == "AT_DropColumn" and not target.temporary:
-            b.risks.add(Risk.DESTRUCTIVE_DDL)
-        elif subtype in ("AT_DisableRowSecurity", "AT_NoForceRowSecurity"):
-            b.risks.add(Risk.PRIVILEGE_CHANGE)
-    b.visit(stmt.get("cmds"))
-    return b
-
-
-def _drop(stmt: Node, temp: set[str]) -> FactsBuilder:
-    remove = stmt.get("removeType", "")
-    b = FactsBuilder("DROP " + remove.removeprefix("OBJECT_").replace("_", " "), K.DDL, temp)
-    if remove == "OBJECT_MATVIEW":
-        b.command = "DROP MATERIALIZED VIEW"
-    targets: list[Relation] = []
-    for obj in stmt.get("objects", ()):
-        if remove in _RELATION_DROPS and "List" in obj:
-            rel = qualified(obj["List"].get("items"))
-            if rel.schema is None and rel.name in temp:
-                rel = Relation(rel.name, "pg_temp")
-            targets.append(rel)
-        elif remove == "OBJECT_SCHEMA":
-            targets.append(Relation("*", const_string(obj) or ""))
-    for rel in targets:
-        b.write_relation(rel)
-    if remove in _DESTRUCTIVE_DROPS and not all(r.temporary for r in targets):
-        b.risks.add(Risk.DESTRUCTIVE_DDL)
-    return b
-
-
-def _dropdb(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("DROP DATABASE", K.DDL, temp)
-    b.risks.add(Risk.DESTRUCTIVE_DDL)
-    return b
-
-
-def _drop_owned(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("DROP OWNED", K.DDL, temp)
-    b.risks |= {Risk.DESTRUCTIVE_DDL, Risk.PRIVILEGE_CHANGE}
-    return b
-
-
-def _truncate(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("TRUNCATE", K.DDL, temp)
-    targets = [b.write(r["RangeVar"]) for r in stmt.get("relations", ()) if "RangeVar" in r]
-    if not all(t.temporary for t in targets):
-        b.risks.add(Risk.DESTRUCTIVE_DDL)
-    return b
-
-
-def _create_function(stmt: Node, temp: set[str]) -> FactsBuilder:
-    command = "CREATE PROCEDURE" if stmt.get("is_procedure") else "CREATE FUNCTION"
-    b = FactsBuilder(command, K.DDL, temp)
-    language = "sql" if stmt.get("sql_body") else None
-    body: str | None = None
-    for name, arg in def_elems(stmt.get("options")):
-        if name == "language":
-            language = (const_string(arg) or "").lower()
-        elif name == "as" and arg is not None:
-            body = "".join(strings(arg.get("List", {}).get("items")))
-        elif name == "security" and option_true(arg):
-            b.risks.add(Risk.PRIVILEGE_CHANGE)  # SECURITY DEFINER
-    if language in _UNTRUSTED_LANGUAGES:
-        b.risks.add(Risk.PROGRAM_EXECUTION)
-    elif language == "sql":
-        _take_body(b, stmt.get("sql_body"), body)
-    elif language not in ("plpgsql", None):
-        b.risks.add(Risk.DYNAMIC_SQL)
-    return b
-
-
-def _take_body(b: FactsBuilder, parsed: Any, text: str | None) -> None:
-    """Fold a SQL-language body's facts into the CREATE FUNCTION's (what calling it does)."""
-    inner: list[StatementFacts] = []
-    if parsed:
-        b.visit(parsed)
-        return
-    if text:
-        analysis = analyze(text)
-        if analysis.error is not None:
-            return  # PostgreSQL itself refuses the function then
-        inner = list(analysis.statements)
-    for facts in inner:
-        b.reads.extend(facts.reads)
-        b.writes.extend(facts.writes)
-        b.functions.extend(facts.functions)
-        b.risks |= facts.risks
-
-
-# -- privileges and roles ---------------------------------------------------------------------
-
-
-def _grant(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("GRANT" if stmt.get("is_grant") else "REVOKE", K.PRIVILEGE, temp)
-    b.risks.add(Risk.PRIVILEGE_CHANGE)
-    return b
-
-
-def _grant_role(stmt: Node, temp: set[str]) -> FactsBuilder:
-    granting = bool(stmt.get("is_grant"))
-    b = FactsBuilder("GRANT ROLE" if granting else "REVOKE ROLE", K.PRIVILEGE, temp)
-    b.risks.add(Risk.PRIVILEGE_CHANGE)
-    for priv in stmt.get("granted_roles", ()):
-        if granting and priv.get("AccessPriv", {}).get("priv_name") in _DANGEROUS_ROLES:
-            b.risks.add(Risk.PRIVILEGE_ESCALATION)
-    return b
-
-
-def _role(command: str) -> Callable[[Node, set[str]], FactsBuilder]:
-    def handler(stmt: Node, temp: set[str]) -> FactsBuilder:
-        b = FactsBuilder(command, K.PRIVILEGE, temp)
-        b.risks.add(Risk.PRIVILEGE_CHANGE)
-        for name, arg in def_elems(stmt.get("options")):
-            escalates = name in _ESCALATING_ROLE_OPTIONS and option_true(arg)
-            joins = name == "addroleto" and _grants_dangerous_role(arg)
-            # ALTER GROUP g ADD USER u is GRANT g TO u in other words.
-            adds = (
-                name == "rolemembers"
-                and stmt.get("action", 1) == 1
-                and stmt.get("role", {}).get("rolename") in _DANGEROUS_ROLES
-            )
-            if escalates or joins or adds:
-                b.risks.add(Risk.PRIVILEGE_ESCALATION)
-        return b
-
-    return handler
-
-
-def _grants_dangerous_role(arg: Node | None) -> bool:
-    """``CREATE ROLE x IN ROLE pg_execute_server_program``: membership given at creation."""
-    items = (arg or {}).get("List", {}).get("items", ())
-    return any(item.get("RoleSpec", {}).get("rolename") in _DANGEROUS_ROLES for item in items)
-
-
-def _alter_role_set(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("ALTER ROLE SET", K.PRIVILEGE, temp)
-    b.risks |= {Risk.PRIVILEGE_CHANGE, Risk.CONFIG_CHANGE}
-    return b
-
-
 # -- session, transaction, administration -----------------------------------------------------
 
 
@@ -472,27 +278,9 @@ def _transaction(stmt: Node, temp: set[str]) -> FactsBuilder:
     )
 
 
-def _alter_database_set(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("ALTER DATABASE SET", K.DDL, temp)
-    b.risks.add(Risk.CONFIG_CHANGE)
-    return b
-
-
-def _alter_system(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("ALTER SYSTEM", K.ADMIN, temp)
-    b.risks.add(Risk.CONFIG_CHANGE)
-    return b
-
-
 def _vacuum(stmt: Node, temp: set[str]) -> FactsBuilder:
     b = FactsBuilder("VACUUM" if stmt.get("is_vacuumcmd") else "ANALYZE", K.ADMIN, temp)
     b.visit(stmt.get("rels"))
-    return b
-
-
-def _do(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("DO", K.UNKNOWN, temp)
-    b.risks.add(Risk.DYNAMIC_SQL)
     return b
 
 
@@ -502,13 +290,8 @@ def _call(stmt: Node, temp: set[str]) -> FactsBuilder:
     return b
 
 
-def _load(stmt: Node, temp: set[str]) -> FactsBuilder:
-    b = FactsBuilder("LOAD", K.ADMIN, temp)
-    b.risks.add(Risk.PROGRAM_EXECUTION)  # loads a shared library into the server
-    return b
-
-
 _HANDLERS: dict[str, Callable[[Node, set[str]], FactsBuilder]] = {
+    **DDL_HANDLERS,
     "SelectStmt": _select,
     "InsertStmt": _dml("INSERT", "InsertStmt"),
     "UpdateStmt": _dml("UPDATE", "UpdateStmt"),
@@ -520,25 +303,8 @@ _HANDLERS: dict[str, Callable[[Node, set[str]], FactsBuilder]] = {
     "ExecuteStmt": _execute,
     "DeallocateStmt": _deallocate,
     "DeclareCursorStmt": _declare,
-    "CreateStmt": _create_table,
-    "CreateTableAsStmt": _create_table_as,
-    "AlterTableStmt": _alter_table,
-    "DropStmt": _drop,
-    "DropdbStmt": _dropdb,
-    "DropOwnedStmt": _drop_owned,
-    "TruncateStmt": _truncate,
-    "CreateFunctionStmt": _create_function,
-    "GrantStmt": _grant,
-    "GrantRoleStmt": _grant_role,
-    "CreateRoleStmt": _role("CREATE ROLE"),
-    "AlterRoleStmt": _role("ALTER ROLE"),
-    "AlterRoleSetStmt": _alter_role_set,
     "VariableSetStmt": _set,
     "TransactionStmt": _transaction,
-    "AlterSystemStmt": _alter_system,
-    "AlterDatabaseSetStmt": _alter_database_set,
     "VacuumStmt": _vacuum,
-    "DoStmt": _do,
     "CallStmt": _call,
-    "LoadStmt": _load,
 }
