@@ -321,10 +321,20 @@ _FAILED = re.compile(r"^number of failed transactions: (\d+)", re.MULTILINE)
 
 
 def pgbench(
-    target: Target, host: str, mode: str, clients: int, seconds: int, round_: int, what: str
+    target: Target,
+    host: str,
+    mode: str,
+    clients: int,
+    seconds: int,
+    round_: int,
+    what: str,
+    *,
+    script: Path | None = None,
 ) -> Run:
+    """One pgbench run: the built-in select-only script (``-S``), or ``script`` (``-f``)."""
     threads = min(clients, 2)
-    argv = ["pgbench", "-n", "-S", "-T", str(seconds), "-c", str(clients)]
+    workload = ["-f", str(script)] if script is not None else ["-S"]
+    argv = ["pgbench", "-n", *workload, "-T", str(seconds), "-c", str(clients)]
     argv += ["-j", str(threads), "-M", mode]
     result = subprocess.run(
         argv, capture_output=True, text=True, env=target.env(host), timeout=seconds * 4 + 120
@@ -464,6 +474,19 @@ stats_period = 3600
         env=clean_env(HOME=owner.pw_dir),
         user=PGBOUNCER_USER,
         cwd=home,
+    )
+
+
+def start_relay(work: Path, pg: Postgres) -> Service:
+    """The bare relay (``bench/relay.py``) on a free port, forwarding to ``pg``."""
+    port = free_port()
+    return start_service(
+        "relay",
+        [sys.executable, str(RELAY), str(port), pg.host, str(pg.port)],
+        port,
+        work / "relay.log",
+        env=clean_env(),
+        cwd=ROOT,
     )
 
 
@@ -853,15 +876,7 @@ def benchmark(args: argparse.Namespace, state: Started) -> None:
     err.print("starting pgbouncer, the bare relay and dbward")
     bouncer = start_pgbouncer(pgbouncer_bin, work, pg, database, max_clients)
     services.append(bouncer)
-    relay_port = free_port()
-    relay = start_service(
-        "relay",
-        [sys.executable, str(RELAY), str(relay_port), pg.host, str(pg.port)],
-        relay_port,
-        work / "relay.log",
-        env=clean_env(),
-        cwd=ROOT,
-    )
+    relay = start_relay(work, pg)
     services.append(relay)
     dbward = start_dbward(work, pg, database, args.dbward_workers)
     services.append(dbward.service)
@@ -1034,17 +1049,13 @@ def benchmark(args: argparse.Namespace, state: Started) -> None:
         err.print(f"results written to {args.json}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    pg = Postgres(args.pg_host, args.pg_port, args.pg_user)
-    work = Path(tempfile.mkdtemp(prefix="dbward-bench-"))
-    work.chmod(0o711)  # pgbouncer, run as postgres, must reach its own subdirectory
-    state = Started(pg, work)
+def run_benchmark(body: Callable[[], None], state: Started, keep: bool) -> int:
+    """Run ``body``, then undo what ``state`` records whatever happened; the exit status."""
     status = 0
     with sigterm_as_interrupt():
         try:
             require_tools()
-            benchmark(args, state)
+            body()
         except BenchError as exc:
             err.print("[bold red]benchmark aborted:[/]", escape(str(exc)))
             status = 1
@@ -1054,10 +1065,19 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let cleanup finish
             try:
-                state.close(args.keep)
+                state.close(keep)
             finally:
                 signal.signal(signal.SIGINT, previous)
     return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    pg = Postgres(args.pg_host, args.pg_port, args.pg_user)
+    work = Path(tempfile.mkdtemp(prefix="dbward-bench-"))
+    work.chmod(0o711)  # pgbouncer, run as postgres, must reach its own subdirectory
+    state = Started(pg, work)
+    return run_benchmark(lambda: benchmark(args, state), state, args.keep)
 
 
 if __name__ == "__main__":

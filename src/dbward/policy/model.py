@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from dbward.identity.models import IdentityKind
+from dbward.masking.entities import Entity, Strategy
 from dbward.sql.facts import Risk, StatementKind
 
 
@@ -142,11 +143,58 @@ class Guardrails(_Model):
     exempt: Match | None = None
 
 
+Entities = Annotated[tuple[Entity, ...], BeforeValidator(_as_tuple)]
+
+
+class Unmask(_Model):
+    """Who may see which PII unmasked: entity types, columns, or both."""
+
+    name: str
+    match: Match
+    entities: Entities = ()
+    columns: Names = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Unmask:
+        if self.match.statement_keys:
+            raise ValueError(
+                f"unmask {self.name!r}: match only on who and where (identity, group, "
+                "identity_kind, connection, environment)"
+            )
+        if not self.entities and not self.columns:
+            raise ValueError(f"unmask {self.name!r}: name entities, columns, or both")
+        return self
+
+
+class ColumnClass(_Model):
+    """A column classified by hand: what it holds overrides what its name suggests."""
+
+    column: str = Field(description="schema.table.column pattern; 'users.email' means any schema")
+    holds: Entity | Literal["free_text", "nothing"]
+    strategy: Strategy | None = None
+
+
+class Masking(_Model):
+    enabled: bool = True
+    strategies: dict[Entity, Strategy] = {}
+    columns: tuple[ColumnClass, ...] = ()
+    unmask: tuple[Unmask, ...] = ()
+
+
+class AuditSettings(_Model):
+    statement_literals: Literal["placeholders", "keep"] = Field(
+        default="placeholders",
+        description="placeholders: statement text is stored with its literals replaced by $n",
+    )
+
+
 class Policy(_Model):
     version: Literal[1] = 1
     default: Action = Action.ALLOW
     guardrails: Guardrails = Guardrails()
     rules: tuple[Rule, ...] = ()
+    masking: Masking = Masking()
+    audit: AuditSettings = AuditSettings()
 
     @field_validator("rules")
     @classmethod

@@ -1,0 +1,125 @@
+"""Rewriting DataRow payloads as a :class:`ResultPlan` says, and counting what was masked.
+
+A row is split into fields only when the plan has work; a row whose values
+all stay as they were is not rebuilt. Whole-column masks are memoized per
+column (a bounded dict): a repeated value costs one lookup.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+
+from dbward.masking.entities import Entity
+from dbward.masking.plan import ColumnPlan, ResultPlan
+from dbward.masking.values import Found, ValueMasker
+
+_LEN = struct.Struct("!i")
+_COUNT = struct.Struct("!h")
+_MEMO_LIMIT = 4096
+_UNSET = object()
+
+
+@dataclass(slots=True)
+class MaskStats:
+    """What one statement's results had masked: per column and per entity, no values."""
+
+    columns: dict[str, Counter[str]] = field(default_factory=dict)
+    entities: Counter[str] = field(default_factory=Counter)
+    values: int = 0
+
+    def add(self, label: str, entities: Found) -> None:
+        per_column = self.columns.get(label)
+        if per_column is None:
+            per_column = self.columns[label] = Counter()
+        for entity in entities:
+            per_column[entity.value] += 1
+            self.entities[entity.value] += 1
+        self.values += 1
+
+    def merge(self, other: MaskStats) -> None:
+        for label, counts in other.columns.items():
+            self.columns.setdefault(label, Counter()).update(counts)
+        self.entities.update(other.entities)
+        self.values += other.values
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "values": self.values,
+            "entities": dict(sorted(self.entities.items())),
+            "columns": {label: dict(sorted(c.items())) for label, c in sorted(self.columns.items())},
+        }
+
+
+class RowMasker:
+    """Masks the rows of one result."""
+
+    __slots__ = ("_actions", "_last", "_masker", "_memo", "plan", "stats")
+
+    def __init__(self, plan: ResultPlan, masker: ValueMasker, stats: MaskStats) -> None:
+        self.plan = plan
+        self._masker = masker
+        self.stats = stats
+        self._actions: dict[int, ColumnPlan] = {c.index: c for c in plan.columns}
+        self._last = max(self._actions, default=-1)
+        self._memo: dict[int, dict[bytes, bytes | None]] = {i: {} for i in self._actions}
+
+    def mask_value(self, column: ColumnPlan, value: bytes) -> bytes | None | object:
+        """The masked value, None for NULL, or ``_UNSET`` when it stays as it is."""
+        entity = column.entity
+        if entity is not None:
+            memo = self._memo[column.index]
+            masked = memo.get(value, _UNSET)
+            if masked is _UNSET:
+                assert column.strategy is not None
+                masked = self._masker.whole(
+                    value, entity, column.strategy, column.ctype, column.binary
+                )
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                memo[value] = masked
+            self.stats.add(column.label, [entity])
+            return masked
+        found: list[Entity] = []
+        scanned = self._masker.scan(value, column.ctype, column.binary, found)
+        if scanned is None:
+            return _UNSET
+        self.stats.add(column.label, found)
+        return scanned
+
+    def rewrite(self, payload: bytes, start: int, end: int) -> bytes | None:
+        """The DataRow payload at ``payload[start:end]`` masked, or None if unchanged."""
+        actions = self._actions
+        last = self._last
+        unpack = _LEN.unpack_from
+        pos = start + 2
+        (count,) = _COUNT.unpack_from(payload, start)
+        edits: list[tuple[int, int, bytes | None]] | None = None
+        for index in range(min(count, last + 1)):
+            (length,) = unpack(payload, pos)
+            value_start = pos + 4
+            pos = value_start + (length if length > 0 else 0)
+            column = actions.get(index)
+            if column is None or length < 0:
+                continue
+            masked = self.mask_value(column, payload[value_start:pos])
+            if masked is _UNSET:
+                continue
+            if edits is None:
+                edits = []
+            edits.append((value_start - 4, pos, masked))  # type: ignore[arg-type]
+        if edits is None:
+            return None
+        parts = []
+        cursor = start
+        for field_start, field_end, masked in edits:
+            parts.append(payload[cursor:field_start])
+            if masked is None:
+                parts.append(b"\xff\xff\xff\xff")
+            else:
+                parts.append(_LEN.pack(len(masked)))
+                parts.append(masked)
+            cursor = field_end
+        parts.append(payload[cursor:end])
+        return b"".join(parts)
