@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -354,7 +354,13 @@ def stream_psql(
         stderr=subprocess.PIPE,
         env=target.env(host),
     )
-    timer = threading.Timer(timeout, proc.kill)
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill)
     timer.start()
     lines, last = 0, b""
     try:
@@ -368,28 +374,43 @@ def stream_psql(
     finally:
         timer.cancel()
     if code != 0:
+        how = f"was killed after {timeout:.0f} s" if killed.is_set() else f"exited with code {code}"
         raise BenchError(
-            f"psql {' '.join(args)} through {target.name} exited with code {code} "
-            f"(killed after {timeout:g} s if negative): {errors}{target.log_tail()}"
+            f"psql {' '.join(args)} through {target.name} {how}: {errors}{target.log_tail()}"
         )
     return lines, last.decode(errors="replace").strip().rsplit("\n", 1)[-1]
 
 
-def reset_peak_rss(service: Service) -> bool:
-    """Start a new VmHWM window for the service's processes (clear_refs, Linux 4.0+)."""
-    try:
-        for pid in service._pids():
-            Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
+@dataclass
+class PeakRss:
+    """A service's peak resident memory (VmHWM) per window, and over all windows."""
+
+    service: Service
+    overall_kib: int = 0
+
+    def sample(self) -> int | None:
+        """The peak of the current window (since the last reset, else since start)."""
+        kib = self.service.peak_rss_kib()
+        self.overall_kib = max(self.overall_kib, kib or 0)
+        return kib
+
+    def new_window(self) -> bool:
+        """Reset VmHWM (clear_refs, Linux 4.0+), keeping the old window's peak in the overall."""
+        self.sample()
+        try:
+            for pid in self.service._pids():
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:
+            return False
+        return True
 
 
 def timed_read(
-    target: Target, host: str, kind: ReadKind, repeat: int, rows: int, measured: bool = True
+    target: Target, host: str, kind: ReadKind, repeat: int, rows: int, meter: PeakRss | None
 ) -> Read:
-    service = target.service if measured else None
-    window = None if service is None else "read" if reset_peak_rss(service) else "lifetime"
+    """One read; with ``meter`` (the target's process), its CPU time and peak memory too."""
+    service = meter.service if meter is not None else None
+    window = None if meter is None else "read" if meter.new_window() else "lifetime"
     cpu_before = service.cpu_seconds() if service else None
     started = time.perf_counter()
     lines, last = stream_psql(target, host, kind.args, timeout=120 + rows / 5_000)
@@ -399,25 +420,41 @@ def timed_read(
     if got != rows:
         raise BenchError(f"{kind.sql} through {target.name} returned {got:,} rows, not {rows:,}")
     read = Read(target.name, kind.name, repeat, seconds, got, rss_window=window)
-    if service is not None:
-        read.proxy_peak_rss_kib = service.peak_rss_kib()
+    if meter is not None:
+        read.proxy_peak_rss_kib = meter.sample()
         if cpu_before is not None and cpu_after is not None:
             read.proxy_cpu_s = cpu_after - cpu_before
     return read
 
 
-def measure_reads(targets: dict[str, Target], pg: Postgres, args: argparse.Namespace) -> list[Read]:
+def measure_reads(
+    targets: dict[str, Target], meters: dict[str, PeakRss], pg: Postgres, args: argparse.Namespace
+) -> tuple[list[Read], dict[str, str]]:
+    """Every read through every target, ``--reads`` times; the reads that failed, and why.
+
+    A read that fails (a statement dbward refuses, say) does not abort the run: that
+    kind of read is left out of the tables and its goal is reported as not measured.
+    """
     direct = targets["direct"]
     if args.warmup > 0:  # bring the table into the page cache, unmeasured
-        timed_read(direct, host_of(direct, pg), READ_KINDS[1], -1, args.rows, measured=False)
+        timed_read(direct, host_of(direct, pg), READ_KINDS[1], -1, args.rows, None)
     total = args.reads * len(READ_KINDS) * len(TARGETS)
     reads: list[Read] = []
+    failed: dict[str, str] = {}
     for repeat in range(args.reads):
         for k, kind in enumerate(READ_KINDS):
             shift = (repeat * len(READ_KINDS) + k) % len(TARGETS)
             for name in TARGETS[shift:] + TARGETS[:shift]:
+                if kind.name in failed:
+                    break
                 target = targets[name]
-                read = timed_read(target, host_of(target, pg), kind, repeat, args.rows)
+                try:
+                    host = host_of(target, pg)
+                    read = timed_read(target, host, kind, repeat, args.rows, meters.get(name))
+                except BenchError as exc:
+                    failed[kind.name] = str(exc)
+                    err.print(f"[yellow]{kind.label} not measured:[/]", escape(str(exc)))
+                    break
                 reads.append(read)
                 err.print(
                     f"[{len(reads)}/{total}] {kind.name:<6} {name:<7} {read.seconds:7.2f} s"
@@ -430,7 +467,7 @@ def measure_reads(targets: dict[str, Target], pg: Postgres, args: argparse.Names
                     markup=False,
                     soft_wrap=True,
                 )
-    return reads
+    return [r for r in reads if r.kind not in failed], failed
 
 
 # results ---------------------------------------------------------------------------------
@@ -445,6 +482,16 @@ class Goal:
     what: str
     figure: str
     met: bool | None  # None: not measured
+
+
+@dataclass
+class Results:
+    facts: dict[str, Any]
+    check: MaskCheck
+    runs: list[Run]
+    reads: list[Read]
+    failed_reads: dict[str, str]  # read kind -> why it was not measured
+    goals: list[Goal] = field(default_factory=list)
 
 
 def query_ratio(runs: dict[tuple[str, int, str], Run], mode: str, clients: int, b: str) -> float:
@@ -528,64 +575,64 @@ def query_tables(
     return times, cost
 
 
-def reads_table(reads: list[Read], rows: int) -> Table:
+def reads_tables(reads: list[Read], rows: int) -> tuple[Table, Table]:
     median = " (median ± half the range)" if len({r.repeat for r in reads}) > 1 else ""
-    table = Table(
-        title=f"(b) Reading all {rows:,} rows through psql, seconds{median}; "
-        + "; ".join(f"{k.label} is psql -c {k.sql!r}" for k in READ_KINDS)
-        + "; the last four columns are dbward's",
+    kinds = [k for k in READ_KINDS if any(r.kind == k.name for r in reads)]
+    times = Table(
+        title=f"(b) Reading all {rows:,} rows through psql, seconds{median}",
+        caption="; ".join(f"{k.label}: psql -c {k.sql!r}" for k in kinds),
         title_justify="left",
+        caption_justify="left",
     )
-    table.add_column("read")
+    cost = Table(title="(b) dbward's cost per whole-table read", title_justify="left")
+    times.add_column("read", no_wrap=True)
+    cost.add_column("read", no_wrap=True)
     for name in TARGETS:
-        table.add_column(name, justify="right")
+        times.add_column(name, justify="right")
     for column in (
-        f"÷ relay\n(≤ {READ_GOAL:g})",
-        "÷ direct",
-        "CPU s",
-        f"peak RSS\nMB (< {RSS_GOAL_MB:g})",
+        f"dbward ÷ relay\n(goal ≤ {READ_GOAL:g})",
+        "dbward ÷ direct",
+        "dbward\nCPU s",
+        f"dbward peak RSS\nMB (goal < {RSS_GOAL_MB:g})",
     ):
-        table.add_column(column, justify="right")
-    for kind in READ_KINDS:
+        cost.add_column(column, justify="right")
+    for kind in kinds:
         mine = [r for r in reads if r.target == "dbward" and r.kind == kind.name]
         cpu = [r.proxy_cpu_s for r in mine if r.proxy_cpu_s is not None]
         peak = max((r.proxy_peak_rss_kib or 0 for r in mine), default=0)
         to_relay = read_ratio(reads, kind.name, "relay")
-        table.add_row(
+        times.add_row(
+            kind.label, *(fmt_seconds(read_seconds(reads, name, kind.name)) for name in TARGETS)
+        )
+        cost.add_row(
             kind.label,
-            *(fmt_seconds(read_seconds(reads, name, kind.name)) for name in TARGETS),
             f"[{'green' if to_relay <= READ_GOAL else 'red'}]{to_relay:.2f}[/]",
             f"{read_ratio(reads, kind.name, 'direct'):.2f}",
             f"{statistics.median(cpu):.2f}" if cpu else "-",
             f"{mb(peak):.0f}" if peak else "-",
         )
-    return table
+    return times, cost
 
 
-def goals(
-    runs: dict[tuple[str, int, str], Run],
-    reads: list[Read],
-    args: argparse.Namespace,
-    peak_kib: int | None,
-) -> list[Goal]:
+def goals(results: Results, args: argparse.Namespace) -> list[Goal]:
+    runs = {(r.mode, r.clients, r.target): r for r in results.runs}
+    peak_kib = results.facts.get("dbward_peak_rss_kib")
     cells = [(mode, clients) for mode in args.modes for clients in args.clients]
     worst_ratio, (mode, clients) = max((query_ratio(runs, *cell, "relay"), cell) for cell in cells)
     found = [
         Goal(
             f"100-row query: dbward ÷ relay ≤ {QUERY_GOAL}, time per query, every run",
-            f"worst {worst_ratio:.2f} (-M {mode}, {clients} clients)",
+            f"worst {worst_ratio:.2f} (-M {mode}, -c {clients})",
             worst_ratio <= QUERY_GOAL,
         )
     ]
     for kind in READ_KINDS:
-        ratio = read_ratio(reads, kind.name, "relay")
-        found.append(
-            Goal(
-                f"{args.rows:,}-row {kind.label}: dbward ÷ relay ≤ {READ_GOAL:g}",
-                f"{ratio:.2f}",
-                ratio <= READ_GOAL,
-            )
-        )
+        what = f"{args.rows:,}-row {kind.label}: dbward ÷ relay ≤ {READ_GOAL:g}"
+        if kind.name in results.failed_reads:
+            found.append(Goal(what, "not measured: the read failed", None))
+            continue
+        ratio = read_ratio(results.reads, kind.name, "relay")
+        found.append(Goal(what, f"{ratio:.2f}", ratio <= READ_GOAL))
     found.append(
         Goal(
             f"dbward peak RSS < {RSS_GOAL_MB:g} MB, whole run",
@@ -605,16 +652,8 @@ def goals_table(found: list[Goal]) -> Table:
     return table
 
 
-def print_report(
-    targets: dict[str, Target],
-    check: MaskCheck,
-    runs: list[Run],
-    reads: list[Read],
-    found: list[Goal],
-    facts: dict[str, Any],
-    args: argparse.Namespace,
-) -> None:
-    by_cell = {(r.mode, r.clients, r.target): r for r in runs}
+def print_report(targets: dict[str, Target], results: Results, args: argparse.Namespace) -> None:
+    facts, check = results.facts, results.check
     out.print(
         f"people: {args.rows:,} rows, {facts['table_size']}; PostgreSQL "
         f"{facts['postgresql']}; {facts['cpus']} CPUs shared by the clients, PostgreSQL and "
@@ -627,36 +666,42 @@ def print_report(
             "[bold yellow]WARNING: masking NOT active: the email column came back unchanged "
             "through dbward, so the figures below measure dbward without masking[/]"
         )
-    for table in (*query_tables(by_cell, args), reads_table(reads, args.rows)):
+    by_cell = {(r.mode, r.clients, r.target): r for r in results.runs}
+    for table in query_tables(by_cell, args):
         out.print(table)
-    out.print(goals_table(found))
-    met = sum(1 for g in found if g.met)
+    if results.reads:
+        for table in reads_tables(results.reads, args.rows):
+            out.print(table)
+    for kind, why in results.failed_reads.items():
+        out.print(f"[red]{kind} read not measured:[/]", escape(why))
+    out.print(goals_table(results.goals))
+    met = sum(1 for g in results.goals if g.met)
+    unmeasured = sum(1 for g in results.goals if g.met is None)
     out.print(
-        f"{met} of {len(found)} goals met"
+        f"{met} of {len(results.goals)} goals met"
+        + (f", {unmeasured} not measured" if unmeasured else "")
         + ("" if check.active else " [yellow](masking NOT active during this run)[/]")
     )
 
 
-def write_json(
-    path: Path,
-    args: argparse.Namespace,
-    facts: dict[str, Any],
-    check: MaskCheck,
-    runs: list[Run],
-    reads: list[Read],
-    found: list[Goal],
-) -> None:
+def write_json(path: Path, args: argparse.Namespace, results: Results) -> None:
+    check = results.check
     document = {
         "command": " ".join(sys.argv),
         "settings": {
             k: getattr(args, k) for k in ("rows", "seconds", "clients", "modes", "warmup", "reads")
         },
-        "facts": facts,
-        "masking": {"active": check.active, "masked_columns": check.masked_columns}
-        | {"direct": check.direct, "dbward": check.dbward},
-        "queries": [asdict(r) for r in runs],
-        "reads": [asdict(r) for r in reads],
-        "goals": [asdict(g) for g in found],
+        "facts": results.facts,
+        "masking": {
+            "active": check.active,
+            "masked_columns": check.masked_columns,
+            "direct": check.direct,
+            "dbward": check.dbward,
+        },
+        "queries": [asdict(r) for r in results.runs],
+        "reads": [asdict(r) for r in results.reads],
+        "failed_reads": results.failed_reads,
+        "goals": [asdict(g) for g in results.goals],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
     err.print(f"results written to {path}")
@@ -710,18 +755,17 @@ def benchmark(args: argparse.Namespace, state: Started) -> None:
     err.print(f"measuring, about {estimate_minutes(args):.1f} min")
     runs = measure_queries(targets, pg, args, write_script(work, args.rows))
     facts["dbward_peak_rss_kib_after_queries"] = dbward.service.peak_rss_kib()
-    reads = measure_reads(targets, pg, args)
-    # VmHWM was reset before each read: the largest of the windows is the run's peak
-    peaks = [facts["dbward_peak_rss_kib_after_queries"]]
-    peaks += [r.proxy_peak_rss_kib for r in reads if r.target == "dbward"]
-    peak = max((p for p in peaks if p is not None), default=None)
-    facts["dbward_peak_rss_kib"] = peak
-    facts["relay_peak_rss_kib"] = relay.peak_rss_kib()
+    meters = {name: PeakRss(t.service) for name, t in targets.items() if t.service is not None}
+    reads, failed = measure_reads(targets, meters, pg, args)
+    for name, meter in meters.items():
+        meter.sample()  # the last window
+        facts[f"{name}_peak_rss_kib"] = meter.overall_kib or None
 
-    found = goals({(r.mode, r.clients, r.target): r for r in runs}, reads, args, peak)
-    print_report(targets, check, runs, reads, found, facts, args)
+    results = Results(facts, check, runs, reads, failed)
+    results.goals = goals(results, args)
+    print_report(targets, results, args)
     if args.json is not None:
-        write_json(args.json, args, facts, check, runs, reads, found)
+        write_json(args.json, args, results)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

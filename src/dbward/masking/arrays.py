@@ -60,11 +60,7 @@ def _parse_text(data: bytes, pos: int) -> tuple[Nested, int]:
 def _quote(value: Element) -> bytes:
     if value is None:
         return b"NULL"
-    if (
-        not value
-        or value.upper() == b"NULL"
-        or any(c in value for c in b'{},"\\ \t\n\r')
-    ):
+    if not value or value.upper() == b"NULL" or any(c in value for c in b'{},"\\ \t\n\r'):
         return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return value
 

@@ -26,18 +26,20 @@ def words(name: str) -> tuple[str, ...]:
 _EXACT: dict[str, Entity] = {
     "email": Entity.EMAIL, "e_mail": Entity.EMAIL, "mail": Entity.EMAIL,
     "email_address": Entity.EMAIL, "emailaddress": Entity.EMAIL,
-    "phone": Entity.PHONE, "telephone": Entity.PHONE, "mobile": Entity.PHONE, "msisdn": Entity.PHONE,
+    "phone": Entity.PHONE, "telephone": Entity.PHONE, "mobile": Entity.PHONE,
+    "msisdn": Entity.PHONE,
     "tel": Entity.PHONE, "fax": Entity.PHONE, "cell": Entity.PHONE, "cellphone": Entity.PHONE,
     "phone_number": Entity.PHONE, "phonenumber": Entity.PHONE, "mobile_number": Entity.PHONE,
     "card_number": Entity.CARD, "cardnumber": Entity.CARD, "credit_card": Entity.CARD,
-    "creditcard": Entity.CARD, "cc_number": Entity.CARD, "ccnumber": Entity.CARD, "pan": Entity.CARD,
+    "creditcard": Entity.CARD, "cc_number": Entity.CARD, "ccnumber": Entity.CARD,
+    "pan": Entity.CARD, "card": Entity.CARD, "card_num": Entity.CARD, "cc": Entity.CARD,
     "card_no": Entity.CARD, "credit_card_number": Entity.CARD,
     "ssn": Entity.SSN, "social_security_number": Entity.SSN, "social_security": Entity.SSN,
     "iban": Entity.IBAN, "bank_account": Entity.IBAN, "account_number": Entity.IBAN,
     "ip": Entity.IP, "ip_address": Entity.IP, "ipaddress": Entity.IP, "ip_addr": Entity.IP,
     "remote_addr": Entity.IP, "client_ip": Entity.IP, "ipv4": Entity.IP, "ipv6": Entity.IP,
     "dob": Entity.DOB, "date_of_birth": Entity.DOB, "birth_date": Entity.DOB,
-    "birthdate": Entity.DOB, "birthday": Entity.DOB, "born_on": Entity.DOB, "birth_day": Entity.DOB,
+    "birthdate": Entity.DOB, "birthday": Entity.DOB, "born_on": Entity.DOB, "born": Entity.DOB, "birth_day": Entity.DOB,
     "first_name": Entity.PERSON_NAME, "firstname": Entity.PERSON_NAME,
     "last_name": Entity.PERSON_NAME, "lastname": Entity.PERSON_NAME,
     "full_name": Entity.PERSON_NAME, "fullname": Entity.PERSON_NAME,
@@ -145,8 +147,11 @@ def classify(column: str, table: str | None = None) -> Classification:
     entity = _EXACT.get(joined) or _secret(parts)
     if entity is None and len(parts) > 1:
         entity = _EXACT.get(parts[-1]) or _EXACT.get("_".join(parts[-2:]))
-    if entity is None and table is not None and words(table)[-1:] and (
-        words(table)[-1] in _PERSON_TABLES
+    if (
+        entity is None
+        and table is not None
+        and words(table)[-1:]
+        and (words(table)[-1] in _PERSON_TABLES)
     ):
         entity = _PERSON_WORDS.get(parts[-1]) or _PERSON_WORDS.get(parts[0])
     if entity is not None:

@@ -110,23 +110,29 @@ DETECTORS: tuple[Detector, ...] = (
         "aws-access-key-id",
         Entity.SECRET,
         rb"(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|AKPA)[A-Z0-9]{16}",
-        _rx(r"(?<![A-Za-z0-9])(?P<value>(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|AKPA)"
-            r"[A-Z0-9]{16})(?![A-Za-z0-9])"),
+        _rx(
+            r"(?<![A-Za-z0-9])(?P<value>(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|AKPA)"
+            r"[A-Z0-9]{16})(?![A-Za-z0-9])"
+        ),
     ),
     Detector(
         "aws-secret-access-key",
         Entity.SECRET,
         rb"(?i)(?:aws|secret)[A-Za-z0-9_ .-]{0,25}[=:\"' ]+[A-Za-z0-9/+]{40}",
-        _rx(r"(?i:aws|secret)[A-Za-z0-9_ .-]{0,25}[=:\"' ]+(?<![A-Za-z0-9/+])"
-            r"(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"),
+        _rx(
+            r"(?i:aws|secret)[A-Za-z0-9_ .-]{0,25}[=:\"' ]+(?<![A-Za-z0-9/+])"
+            r"(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
+        ),
         _high_entropy,
     ),
     Detector(
         "github-token",
         Entity.SECRET,
         rb"(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{70,})",
-        _rx(r"(?<![A-Za-z0-9_])(?P<value>gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{70,})"
-            r"(?![A-Za-z0-9_])"),
+        _rx(
+            r"(?<![A-Za-z0-9_])(?P<value>gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{70,})"
+            r"(?![A-Za-z0-9_])"
+        ),
     ),
     Detector(
         "gitlab-token",
@@ -138,15 +144,19 @@ DETECTORS: tuple[Detector, ...] = (
         "slack-token",
         Entity.SECRET,
         rb"(?:xox[abposre]-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/T)",
-        _rx(r"(?P<value>xox[abposre]-[A-Za-z0-9-]{10,}"
-            r"|https?://hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+)"),
+        _rx(
+            r"(?P<value>xox[abposre]-[A-Za-z0-9-]{10,}"
+            r"|https?://hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+)"
+        ),
     ),
     Detector(
         "stripe-key",
         Entity.SECRET,
         rb"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16}|whsec_[A-Za-z0-9]{24}",
-        _rx(r"(?<![A-Za-z0-9_])(?P<value>(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
-            r"|whsec_[A-Za-z0-9]{24,})"),
+        _rx(
+            r"(?<![A-Za-z0-9_])(?P<value>(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
+            r"|whsec_[A-Za-z0-9]{24,})"
+        ),
     ),
     Detector(
         "card",
@@ -159,8 +169,10 @@ DETECTORS: tuple[Detector, ...] = (
         "iban",
         Entity.IBAN,
         rb"[A-Z]{2}\d{2} ?[A-Z0-9]{4}",
-        _rx(r"(?<![A-Za-z0-9])(?P<value>[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)"
-            r"(?![A-Za-z0-9])"),
+        _rx(
+            r"(?<![A-Za-z0-9])(?P<value>[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)"
+            r"(?![A-Za-z0-9])"
+        ),
         validators.iban,
     ),
     Detector(
@@ -216,8 +228,10 @@ DETECTORS: tuple[Detector, ...] = (
         "email",
         Entity.EMAIL,
         rb"[A-Za-z0-9._%+-]@[A-Za-z0-9-]+\.[A-Za-z0-9.-]*[A-Za-z]",
-        _rx(r"(?<![A-Za-z0-9._%+-])(?P<value>[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"
-            r"(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24})(?![A-Za-z0-9-]|\.[A-Za-z0-9])"),
+        _rx(
+            r"(?<![A-Za-z0-9._%+-])(?P<value>[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}"
+            r"(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24})(?![A-Za-z0-9-]|\.[A-Za-z0-9])"
+        ),
         _email,
     ),
     Detector(
@@ -231,16 +245,20 @@ DETECTORS: tuple[Detector, ...] = (
         "ipv6",
         Entity.IP,
         rb"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:?[0-9A-Fa-f]{0,4}",
-        _rx(r"(?<![\w:.])(?P<value>(?:[0-9A-Fa-f]{1,4}|:)?(?::[0-9A-Fa-f]{0,4}){2,7}"
-            r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?)(?![\w:])"),
+        _rx(
+            r"(?<![\w:.])(?P<value>(?:[0-9A-Fa-f]{1,4}|:)?(?::[0-9A-Fa-f]{0,4}){2,7}"
+            r"(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?)(?![\w:])"
+        ),
         validators.ip_address,
     ),
     Detector(
         "phone",
         Entity.PHONE,
         rb"(?:\+|\(|\d)[\d ().-]{5,20}\d",
-        _rx(r"(?<![\w.+/-])(?P<value>(?:\+|00)?\(?\d{1,4}\)?(?:[ .-]{0,2}\(?\d{1,5}\)?){1,6}"
-            r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?)(?![\w]|[.-]\d|/)"),
+        _rx(
+            r"(?<![\w.+/-])(?P<value>(?:\+|00)?\(?\d{1,4}\)?(?:[ .-]{0,2}\(?\d{1,5}\)?){1,6}"
+            r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?)(?![\w]|[.-]\d|/)"
+        ),
         _phone,
     ),
 )

@@ -19,9 +19,7 @@ from dbward.masking.entities import Strategy
 if TYPE_CHECKING:
     from dbward.masking.values import Found, ValueMasker
 
-_PAIR = re.compile(
-    rb'"(?P<key>[^"\\]{1,64})"\s*:\s*(?P<value>"(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*)'
-)
+_PAIR = re.compile(rb'"(?P<key>[^"\\]{1,64})"\s*:\s*(?P<value>"(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*)')
 
 
 def whole(masked: str) -> bytes:

@@ -48,7 +48,9 @@ class MaskStats:
         return {
             "values": self.values,
             "entities": dict(sorted(self.entities.items())),
-            "columns": {label: dict(sorted(c.items())) for label, c in sorted(self.columns.items())},
+            "columns": {
+                label: dict(sorted(c.items())) for label, c in sorted(self.columns.items())
+            },
         }
 
 
@@ -65,7 +67,7 @@ class RowMasker:
         self._last = max(self._actions, default=-1)
         self._memo: dict[int, dict[bytes, bytes | None]] = {i: {} for i in self._actions}
 
-    def mask_value(self, column: ColumnPlan, value: bytes) -> bytes | None | object:
+    def mask_value(self, column: ColumnPlan, value: bytes) -> bytes | object | None:
         """The masked value, None for NULL, or ``_UNSET`` when it stays as it is."""
         entity = column.entity
         if entity is not None:

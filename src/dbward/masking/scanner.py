@@ -49,7 +49,8 @@ class Scanner:
 
     def candidates(self, data: bytes) -> list[int]:
         """Indexes of the detectors whose prefilter matched somewhere in ``data``."""
-        self._found = found = []
+        found: list[int] = []
+        self._found = found
         self._database.scan(data, match_event_handler=self._on_match, scratch=self._scratch)
         return found
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from dbward.audit.writer import AuditWriter
 from dbward.config import Config
 from dbward.identity.authenticator import Authenticator
+from dbward.keyring import Keyring
 from dbward.proxy.cancel import CancelRegistry
+from dbward.proxy.catalog import Catalogs
 from dbward.proxy.policy_source import PolicySource
 
 
@@ -18,6 +20,8 @@ class ProxyContext:
     authenticator: Authenticator
     audit: AuditWriter
     policy: PolicySource
+    keyring: Keyring
+    catalogs: Catalogs
     cancels: CancelRegistry = field(default_factory=CancelRegistry)
     cancel_sockets: list[Path] = field(default_factory=list)  # per worker, when several
     draining: bool = False

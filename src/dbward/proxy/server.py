@@ -20,7 +20,9 @@ from dbward.config import Config, Listener
 from dbward.errors import DbwardError
 from dbward.identity.authenticator import Authenticator
 from dbward.identity.tokens import TokenStore
+from dbward.keyring import load_keyring
 from dbward.proxy.cancel import CancelRegistry, serve_cancel_socket
+from dbward.proxy.catalog import Catalogs
 from dbward.proxy.connection import Conn
 from dbward.proxy.context import ProxyContext
 from dbward.proxy.policy_source import PolicySource
@@ -60,6 +62,8 @@ class Server:
             policy=PolicySource(config.policy.file, audit if worker == 0 else None),
             authenticator=Authenticator(config.identity, tokens),
             audit=audit,
+            keyring=load_keyring(config.state_dir),
+            catalogs=Catalogs(config.connections),
             cancels=CancelRegistry(worker, workers),
             cancel_sockets=[cancel_socket(config, i) for i in range(workers)]
             if workers > 1
@@ -170,6 +174,7 @@ class Server:
         for server in self._servers:
             with suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        self.ctx.catalogs.close()
         audit = self.ctx.audit
         await audit.close()
         log.info(

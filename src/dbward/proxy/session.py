@@ -13,16 +13,18 @@ import asyncio
 import logging
 import secrets
 import ssl
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 from dbward.audit.events import EventKind
 from dbward.codec.pg.errors import ProtocolError
-from dbward.codec.pg.framing import Framer
+from dbward.codec.pg.framing import Frame, Framer
 from dbward.codec.pg.frontend import FRONTEND_NAMES, Bind, Terminate
 from dbward.config import Listener
 from dbward.errors import DbwardError
+from dbward.masking.rows import MaskStats
 from dbward.policy.decide import Subject
 from dbward.proxy.connection import Conn, ConnectionClosed
 from dbward.proxy.context import ProxyContext
@@ -35,8 +37,10 @@ from dbward.proxy.guard import (
     startup_search_path,
 )
 from dbward.proxy.handshake import Established, Handshake, SessionEnded, fatal
+from dbward.proxy.masking import NOTHING_TO_MASK, SessionMasking, statement_shape
 from dbward.proxy.recorder import SessionRecorder
 from dbward.proxy.tracking import FinishedStatement, StatementTracker
+from dbward.sql.facts import Analysis
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,15 @@ _DATA_ROW = ord("D")
 _COPY_DATA = ord("d")
 _ERROR = ord("E")
 _COMMAND_COMPLETE = ord("C")
+_NOTICE = ord("N")
 _PARSE = ord("P")
+_HOLD = object()  # the result needs the catalog before its rows can be masked
+
+
+def _message(kind: int, payload: bytes) -> bytes:
+    return bytes((kind,)) + struct.pack("!i", len(payload) + 4) + payload
+
+
 _BIND = ord("B")
 
 
@@ -86,6 +98,9 @@ class Session:
         self.statements = 0
         self.started = time.monotonic()
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._held: tuple[bytes, list[Frame], int] | None = None
+        self._queued: list[bytes] = []
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -169,6 +184,12 @@ class Session:
             self.ctx.policy, subject, startup_search_path(established.parameters)
         )
         self.tracker = StatementTracker(self.guard)
+        self.masking = SessionMasking(
+            self.ctx.policy,
+            subject,
+            self.ctx.keyring,
+            self.ctx.catalogs.get(established.target),
+        )
         upstream = self._upstream = established.upstream.conn
         limit = self.ctx.config.limits.max_message_size
         self._client_framer = Framer(max_message=limit, what="frontend message")
@@ -259,6 +280,9 @@ class Session:
         self._end(f"protocol violation: {exc.message}")
 
     def _from_upstream(self, data: bytes) -> None:
+        if self._held is not None:  # a result waits for the catalog: keep the order
+            self._queued.append(data)
+            return
         try:
             block, frames = self._upstream_framer.split(data)
         except ProtocolError as exc:
@@ -266,16 +290,41 @@ class Session:
             self.client.write(fatal("08P01", "upstream sent an invalid message"))
             self._end("upstream protocol violation")
             return
+        self._relay_backend(block, frames, 0)
+
+    def _relay_backend(self, block: bytes, frames: list[Frame], first: int) -> None:
+        """Track, mask and forward ``frames[first:]`` of ``block`` (from its offset ``base``).
+
+        Stops early, holding the rest, when a result needs the catalog first.
+        """
         tracker = self.tracker
+        masking = self.masking
+        masks = masking.enabled
+        base = frames[first][1] - 5 if first < len(frames) else len(block)
         recorded = True
         rows = 0
         replaced: list[tuple[int, int, bytes]] = []
         limiting = tracker.limiting
-        for kind, start, end in frames:
+        result: Any = None  # the masking of the result now streaming
+        for index in range(first, len(frames)):
+            kind, start, end = frames[index]
             if kind in (_DATA_ROW, _COPY_DATA):
                 if limiting and tracker.over_limit():
                     replaced.append((start - 5, end, b""))
                     continue
+                if masks:
+                    if result is None:
+                        result = self._result_masking(kind)
+                        if result is _HOLD:
+                            if rows:
+                                tracker.on_rows(rows)
+                            self._hold(block, frames, index)
+                            self._release(block, base, start - 5, replaced, recorded, rows)
+                            return
+                    if result is not NOTHING_TO_MASK:
+                        masked = result.rewrite(block, start, end)
+                        if masked is not None:
+                            replaced.append((start - 5, end, _message(kind, masked)))
                 rows += 1
                 if limiting:
                     tracker.on_rows(rows)
@@ -284,18 +333,37 @@ class Session:
                 if rows:
                     tracker.on_rows(rows)
                     rows = 0
+                result = None
+                payload, offset, limit = block, start, end
                 if kind == _ERROR:
                     denial = tracker.denial()
                     if denial is not None:
                         replaced.append((start - 5, end, refusal_error(denial)))
+                    elif masks:
+                        payload, offset, limit = self._mask_notice(block, start, end, replaced)
                 elif limiting and kind == _COMMAND_COMPLETE:
                     cut = tracker.withheld()
                     if cut is not None:
                         tag = block[start : end - 1].decode("utf-8", "replace")
                         replaced.append((start - 5, end, capped_completion(tag, *cut)))
-                done = tracker.on_backend(kind, block, start, end)
+                done = tracker.on_backend(kind, payload, offset, limit)
                 if done is not None:
                     recorded = self._record_statement(done) and recorded
+            elif kind == _NOTICE and masks:
+                self._mask_notice(block, start, end, replaced)
+        self._release(block, base, len(block), replaced, recorded, rows)
+
+    def _release(
+        self,
+        block: bytes,
+        base: int,
+        cut: int,
+        replaced: list[tuple[int, int, bytes]],
+        recorded: bool,
+        rows: int,
+    ) -> None:
+        """Send ``block[base:cut]`` (with ``replaced`` ranges) once its records are committed."""
+        tracker = self.tracker
         if rows:
             tracker.on_rows(rows)
             streaming = tracker.streaming()
@@ -304,7 +372,8 @@ class Session:
                 text, protocol = streaming
                 recorded = (
                     self.recorder.record(
-                        EventKind.STATEMENT_STARTED, {"statement": text, "protocol": protocol}
+                        EventKind.STATEMENT_STARTED,
+                        {"statement": self._audit_text(text, None), "protocol": protocol},
                     )
                     and recorded
                 )
@@ -319,12 +388,82 @@ class Session:
             )
             self._end("audit trail unavailable")
             return
+        part = block[base:cut]
         if replaced:
-            block = _splice(block, replaced)
-        if block:
-            self.client.write(block)
+            part = _splice(part, [(s - base, e - base, new) for s, e, new in replaced])
+        if part:
+            self.client.write(part)
             if self.ctx.draining and tracker.idle:
                 self.drain_now()
+
+    # masking -----------------------------------------------------------------------------
+
+    def _result_masking(self, kind: int) -> Any:
+        """The row masker for the result now arriving, NOTHING_TO_MASK, or _HOLD."""
+        head = self.tracker.head
+        if head is None:
+            return NOTHING_TO_MASK
+        if head.result is not None:
+            return head.result
+        if kind == _COPY_DATA:
+            return NOTHING_TO_MASK
+        fields = self.tracker.result_fields()
+        if fields is None:
+            fields = []
+        if self.masking.needs_catalog(fields):
+            return _HOLD
+        if head.masked is None:
+            head.masked = MaskStats()
+        masker = self.masking.row_masker(fields, head.masked)
+        head.result = masker
+        return masker
+
+    def _hold(self, block: bytes, frames: list[Frame], index: int) -> None:
+        self._held = (block, frames, index)
+        self._upstream.pause_reading()
+        task = asyncio.ensure_future(self._resume_after_catalog())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resume_after_catalog(self) -> None:
+        held = self._held
+        assert held is not None
+        block, frames, index = held
+        kind = frames[index][0]
+        fields = self.tracker.result_fields() if kind == _DATA_ROW else None
+        await self.masking.load(fields if fields is not None else [])
+        if self._ended.done():
+            return
+        self._held = None
+        guarded = self._guarded(lambda _: self._relay_backend(block, frames, index))
+        guarded(b"")
+        queued, self._queued = self._queued, []
+        for data in queued:
+            self._guarded(self._from_upstream)(data)
+        self._upstream.resume_reading()
+
+    def _mask_notice(
+        self, block: bytes, start: int, end: int, replaced: list[tuple[int, int, bytes]]
+    ) -> tuple[bytes, int, int]:
+        """Mask an ErrorResponse/NoticeResponse; return where its (new) payload is."""
+        head = self.tracker.head
+        stats = None
+        if head is not None:
+            if head.masked is None:
+                head.masked = MaskStats()
+            stats = head.masked
+        masked = self.masking.mask_notice(block[start:end], stats)
+        if masked is None:
+            return block, start, end
+        kind = block[start - 5 : start - 4]
+        replaced.append((start - 5, end, kind + struct.pack("!i", len(masked) + 4) + masked))
+        return masked, 0, len(masked)
+
+    def _audit_text(self, text: str, analysis: Analysis | None) -> str:
+        """The statement as the audit keeps it: literals replaced by placeholders by default."""
+        if self.masking.keep_literals:
+            return text
+        return statement_shape(text, analysis)
 
     def _record_statement(self, done: FinishedStatement, *, incomplete: bool = False) -> bool:
         """Commit the statement's audit record; False if the audit trail failed.
@@ -333,7 +472,7 @@ class Session:
         """
         self.statements += 1
         data: dict[str, Any] = {
-            "statement": done.text,
+            "statement": self._audit_text(done.text, done.analysis),
             "protocol": done.protocol,
             "duration_ms": done.duration_ms,
             "rows": done.rows,
@@ -349,6 +488,8 @@ class Session:
                 data["reason"] = decision.message
         if done.withheld:
             data["withheld_rows"] = done.withheld
+        if done.masked is not None and done.masked.values:
+            data["masked"] = done.masked.summary()
         if done.sqlstate:
             data["sqlstate"] = done.sqlstate
             data["error"] = done.error

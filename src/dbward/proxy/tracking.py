@@ -16,7 +16,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from dbward.masking.plan import Field
+from dbward.masking.rows import MaskStats
 from dbward.policy.decide import Decision
+from dbward.proxy.results import bind_result_formats, row_description, with_formats
 from dbward.sql.facts import Analysis, StatementFacts
 
 _NUL = 0
@@ -37,6 +40,7 @@ class FinishedStatement:
     analysis: Analysis | None = None
     decision: Decision | None = None
     withheld: int = 0  # rows not released: over the decision's row limit
+    masked: MaskStats | None = None  # what masking did to its results: no values
 
 
 class Gatekeeper(Protocol):
@@ -60,9 +64,13 @@ class _Op:
         "datarows",
         "decision",
         "error",
+        "fields",
         "kind",
+        "masked",
         "prepared_name",
+        "result",
         "rows",
+        "shape",
         "sqlstate",
         "started",
         "tags",
@@ -91,6 +99,24 @@ class _Op:
         self.announced = False  # a "started" record was written before partial results
         self.sqlstate: str | None = None
         self.error: str | None = None
+        self.fields: list[Field] | None = None  # a Query's current result columns
+        self.shape: _Shape | None = None  # an Execute's portal, or what a Describe describes
+        self.result: object = None  # the session's per-result state (its masking)
+        self.masked: MaskStats | None = None
+
+
+class _Shape:
+    """What a portal (or, for Describe, a statement) returns: filled in as answers arrive."""
+
+    __slots__ = ("fields", "formats", "is_portal", "statement")
+
+    def __init__(
+        self, statement: str, formats: tuple[int, ...] = (), *, is_portal: bool = True
+    ) -> None:
+        self.statement = statement  # the prepared statement (a portal's: it was bound from)
+        self.formats = formats
+        self.is_portal = is_portal
+        self.fields: list[Field] | None = None
 
 
 _Checked = tuple[Analysis, Decision]
@@ -152,6 +178,8 @@ class StatementTracker:
         # statement name -> (text, its check); portal -> (statement name, text, check)
         self._prepared: dict[str, tuple[str, _Checked | None]] = {}
         self._portals: dict[str, tuple[str, str, _Checked | None]] = {}
+        self._descriptions: dict[str, list[Field]] = {}  # statement name -> its columns
+        self._shapes: dict[str, _Shape] = {}  # portal name -> what it returns
         self._last_tag: str | None = None  # of the last COMMIT / ROLLBACK
         self.transaction_status = "I"
         # After an error in the extended protocol the server ignores everything up to the
@@ -189,6 +217,7 @@ class StatementTracker:
             text = _cstring(buf, pos, end)[0]
             checked = self._check(text)
             self._prepared[name] = (text, checked)
+            self._descriptions.pop(name, None)
             self._ops.append(self._op(kind, text, name, checked))
             return checked[1] if checked else None
         if kind == _B:
@@ -197,20 +226,33 @@ class StatementTracker:
             text, checked = self._prepared.get(statement, _UNKNOWN)
             checked = self._recheck(statement, text, checked)
             self._portals[portal] = (statement, text, checked)
+            self._shapes[portal] = _Shape(statement, bind_result_formats(buf, start, end))
             self._ops.append(self._op(kind, text, statement, checked))
             return checked[1] if checked else None
         if kind == _E:
             portal = _cstring(buf, start, end)[0]
             statement, text, checked = self._portals.get(portal, ("", "", None))
-            self._ops.append(self._op(kind, text, statement, checked))
+            op = self._op(kind, text, statement, checked)
+            op.shape = self._shapes.get(portal)
+            self._ops.append(op)
         elif kind == _C:
             target, name = buf[start], _cstring(buf, start + 1, end)[0]
             if target == ord("S"):
                 self._prepared.pop(name, None)
+                self._descriptions.pop(name, None)
             else:
                 self._portals.pop(name, None)
+                self._shapes.pop(name, None)
             self._ops.append(_Op(kind))
-        elif kind in (_D, _S):
+        elif kind == _D:
+            op = _Op(kind)
+            target, name = buf[start], _cstring(buf, start + 1, end)[0]
+            # A statement's description is kept by name; a portal's on its shape.
+            op.shape = (
+                self._shapes.get(name) if target == ord("P") else _Shape(name, is_portal=False)
+            )
+            self._ops.append(op)
+        elif kind == _S:
             self._ops.append(_Op(kind))
         elif kind == _F:
             text = _function_call(buf, start, end)
@@ -338,9 +380,40 @@ class StatementTracker:
         elif kind in (0x31, 0x32, 0x33, 0x6E):  # 1, 2, 3 ParseComplete.. , n NoData
             if head.kind != _Q:
                 ops.popleft()
-        elif kind == 0x54 and head.kind == _D:  # T RowDescription answering Describe
-            ops.popleft()
+        elif kind == 0x54:  # T RowDescription
+            if head.kind == _D:  # answering Describe
+                ops.popleft()
+                shape = head.shape
+                if shape is not None:
+                    fields = row_description(buf, start, end)
+                    if shape.is_portal:
+                        shape.fields = with_formats(fields, shape.formats)
+                    else:
+                        self._descriptions[shape.statement] = fields
+            elif head.kind == _Q:  # the next result of a simple Query
+                head.fields = row_description(buf, start, end)
+                head.result = None
         return None
+
+    def result_fields(self) -> list[Field] | None:
+        """The columns of the rows now arriving (for the request being answered)."""
+        if not self._ops:
+            return None
+        head = self._ops[0]
+        if head.kind == _Q:
+            return head.fields
+        shape = head.shape
+        if head.kind != _E or shape is None:
+            return None
+        if shape.fields is not None:
+            return shape.fields
+        described = self._descriptions.get(shape.statement)
+        return with_formats(described, shape.formats) if described is not None else None
+
+    @property
+    def head(self) -> _Op | None:
+        """The request being answered."""
+        return self._ops[0] if self._ops else None
 
     def _succeeded(self, op: _Op) -> None:
         """A statement of ``op`` completed: its effects on the session's SQL state count."""
@@ -406,4 +479,5 @@ class StatementTracker:
             analysis=op.analysis,
             decision=op.decision,
             withheld=op.withheld,
+            masked=op.masked,
         )

@@ -23,6 +23,7 @@ from dbward.audit.store import SqliteAuditStore
 from dbward.audit.writer import recover_journals
 from dbward.config import Config
 from dbward.errors import DbwardError
+from dbward.keyring import load_keyring
 from dbward.policy.loader import load_policy
 from dbward.proxy.server import serve
 from dbward.proxy.tls import server_context
@@ -45,6 +46,7 @@ def run(config: Config) -> int:
         store.close()
     for listener in config.listeners:
         server_context(listener.tls, config.state_dir)  # generate shared TLS material once
+    load_keyring(config.state_dir)  # created once, before the workers share it
     children: dict[int, int] = {}
     for worker in range(config.workers):
         pid = os.fork()

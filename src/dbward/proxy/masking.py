@@ -1,0 +1,175 @@
+"""A session's masking: the rules for its identity, and a plan for each result.
+
+The rules come from the policy (recomputed when it is reloaded); the plan for
+a result from its columns, named through the upstream's catalog. When the
+catalog has not been asked about a table yet, :meth:`SessionMasking.prepare`
+says so and the session holds the result until :meth:`load` has the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from dbward.keyring import Keyring
+from dbward.masking.columns import classify
+from dbward.masking.entities import Entity
+from dbward.masking.plan import Field, MaskingRules, ResultPlan, build_plan
+from dbward.masking.rows import MaskStats, RowMasker
+from dbward.masking.scanner import shared_scanner
+from dbward.masking.strategies import Pseudonymizer
+from dbward.masking.types import column_type
+from dbward.masking.values import Found, ValueMasker
+from dbward.policy.decide import Subject
+from dbward.policy.masking import masking_rules
+from dbward.proxy.catalog import Catalog, CatalogError
+from dbward.proxy.policy_source import PolicySource
+from dbward.sql.facts import Analysis
+
+log = logging.getLogger(__name__)
+
+NOTHING_TO_MASK = object()
+"""A result whose plan is empty: its rows pass untouched."""
+
+_TEXT = column_type(25)
+_NOTICE_FIELDS = frozenset(b"MDHWqp")  # message, detail, hint, where, internal query/position
+_KEY_DETAIL = re.compile(r"Key \((?P<columns>[^)]*)\)=\((?P<values>.*)\)(?P<rest> .*)$", re.S)
+_FAILING_ROW = re.compile(r"(Failing row contains \()(.*)(\)\.?)$", re.S)
+
+
+class SessionMasking:
+    def __init__(
+        self, source: PolicySource, subject: Subject, keyring: Keyring, catalog: Catalog | None
+    ) -> None:
+        self.source = source
+        self.subject = subject
+        self.catalog = catalog
+        self._pseudonyms = Pseudonymizer(keyring.key("pseudonym"))
+        self._policy: object = None
+        self.rules = MaskingRules()
+        self.values = self._values()
+        self._refresh()
+
+    def _values(self) -> ValueMasker:
+        return ValueMasker(
+            shared_scanner(),
+            self._pseudonyms,
+            self.rules.strategies,
+            self.rules.unmasked_entities,
+        )
+
+    def _refresh(self) -> None:
+        policy = self.source.policy
+        if policy is not self._policy:
+            self._policy = policy
+            self.rules = masking_rules(policy, self.subject)
+            self.values = self._values()
+
+    @property
+    def keep_literals(self) -> bool:
+        return self.source.policy.audit.statement_literals == "keep"
+
+    @property
+    def enabled(self) -> bool:
+        self._refresh()
+        return self.rules.enabled
+
+    # results ------------------------------------------------------------------------
+
+    def needs_catalog(self, fields: list[Field]) -> bool:
+        if self.catalog is None:
+            return False
+        tables, types = self.catalog.missing(fields)
+        return bool(tables or types)
+
+    async def load(self, fields: list[Field]) -> None:
+        if self.catalog is None:
+            return
+        try:
+            await self.catalog.load(fields)
+        except CatalogError as exc:
+            # Without names, columns are judged by output name and content: still masked.
+            log.warning("%s; masking by column output names and content only", exc.message)
+
+    def plan(self, fields: list[Field]) -> ResultPlan:
+        catalog = self.catalog
+        origins = catalog.origins if catalog is not None else {}
+        bases = catalog.bases if catalog is not None else {}
+        return build_plan(fields, origins, self.rules, bases)
+
+    def row_masker(self, fields: list[Field], stats: MaskStats) -> RowMasker | object:
+        """What masks this result's rows, or NOTHING_TO_MASK."""
+        plan = self.plan(fields)
+        if not plan.active:
+            return NOTHING_TO_MASK
+        return RowMasker(plan, self.values, stats)
+
+    def forget_schema(self) -> None:
+        if self.catalog is not None:
+            self.catalog.forget()
+
+    # errors and notices ---------------------------------------------------------------
+
+    def mask_notice(self, payload: bytes, stats: MaskStats | None) -> bytes | None:
+        """An ErrorResponse/NoticeResponse payload with PII in its texts masked, or None."""
+        if not self.enabled:
+            return None
+        parts = payload.split(b"\x00")
+        changed = False
+        found: Found = []
+        for index, part in enumerate(parts):
+            if not part or part[0] not in _NOTICE_FIELDS:
+                continue
+            text = part[1:].decode("utf-8", "replace")
+            masked = self._mask_text(text, found)
+            if masked != text:
+                parts[index] = part[:1] + masked.encode()
+                changed = True
+        if not changed:
+            return None
+        if stats is not None:
+            stats.add("(error message)", found)
+        return b"\x00".join(parts)
+
+    def _mask_text(self, text: str, found: Found) -> str:
+        key = _KEY_DETAIL.match(text)
+        if key is not None:
+            text = self._key_detail(key, found)
+        failing = _FAILING_ROW.search(text)
+        if failing is not None:  # a whole row of data: names and addresses too
+            text = text[: failing.start(2)] + "values withheld by dbward" + text[failing.end(2) :]
+        raw = text.encode()
+        masked = self.values.scan(raw, _TEXT, False, found)
+        return masked.decode("utf-8", "replace") if masked is not None else text
+
+    def _key_detail(self, key: re.Match[str], found: Found) -> str:
+        """``Key (email)=(a@b.c) already exists.``: values of PII columns masked by name."""
+        columns = [c.strip().strip('"') for c in key.group("columns").split(",")]
+        values = key.group("values")
+        unmasked = self.rules.unmasked_entities
+        entities = [
+            e for e in (classify(c).entity for c in columns) if e is not None and e not in unmasked
+        ]
+        if not entities:
+            return key.group(0)
+        found.extend(entities)
+        masked = self._entity_text(entities[0], values) if len(columns) == 1 else "..."
+        return f"Key ({key.group('columns')})=({masked}){key.group('rest')}"
+
+    def _entity_text(self, entity: Entity, text: str) -> str:
+        return self.values.span_text(entity, text)
+
+
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$", re.S)
+_NUMBER = re.compile(r"(?<![\w$])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+
+
+def statement_shape(text: str, analysis: Analysis | None) -> str:
+    """``text`` with its literals replaced by placeholders, as PostgreSQL normalizes it.
+
+    A statement dbward could not parse has its quoted strings and numbers
+    replaced by ``?`` instead.
+    """
+    if analysis is not None and analysis.error is None and analysis.shape:
+        return analysis.shape
+    return _NUMBER.sub("?", _QUOTED.sub("?", text))
