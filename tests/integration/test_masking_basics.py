@@ -85,3 +85,38 @@ def test_audit_records_what_was_masked_without_values(server: Dbward) -> None:
     assert EMAIL not in str(data)
     assert "$1" in data["statement"]
     assert data["masked"]["entities"] == {"email": 1}
+
+
+@pytest.mark.parametrize(
+    "options", ["", "WITH (FORMAT csv)", "WITH (FORMAT csv, HEADER, DELIMITER ';')"]
+)
+def test_copy_to_stdout_is_masked(server: Dbward, options: str) -> None:
+    out = psql(server, "-c", f"COPY {TABLE} TO STDOUT {options}").stdout
+    assert EMAIL not in out and "Lovelace" not in out and "7946" not in out, out
+    assert "****@example.org" in out and "19.99" in out, out
+
+
+def test_copy_of_a_query_is_scanned(server: Dbward) -> None:
+    out = psql(server, "-c", f"COPY (SELECT email, notes FROM {TABLE}) TO STDOUT").stdout
+    assert EMAIL not in out and "7946" not in out, out
+
+
+def test_binary_copy_is_masked(server: Dbward) -> None:
+    with connect(server, autocommit=True) as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY {TABLE} (id, email, price) TO STDOUT WITH (FORMAT binary)") as copy:
+            copy.set_types(["int4", "varchar", "numeric"])
+            rows = list(copy.rows())
+    assert rows[0][1] == "****@example.org"
+    assert str(rows[0][2]) == "19.99"
+
+
+def test_unique_violation_detail_is_masked(server: Dbward) -> None:
+    upstream_exec(server, f"CREATE UNIQUE INDEX IF NOT EXISTS {TABLE}_email ON {TABLE} (email)")
+    result = psql(
+        server,
+        "-c",
+        f"INSERT INTO {TABLE} (id, email) VALUES (2, '{EMAIL}')",
+        check=False,
+    )
+    assert "already exists" in result.stderr, result.stderr
+    assert EMAIL not in result.stderr, result.stderr

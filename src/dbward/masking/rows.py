@@ -18,7 +18,7 @@ from dbward.masking.values import Found, ValueMasker
 _LEN = struct.Struct("!i")
 _COUNT = struct.Struct("!h")
 _MEMO_LIMIT = 4096
-_UNSET = object()
+UNCHANGED = object()  # what mask_value returns for a value it leaves alone
 
 
 @dataclass(slots=True)
@@ -68,12 +68,12 @@ class RowMasker:
         self._memo: dict[int, dict[bytes, bytes | None]] = {i: {} for i in self._actions}
 
     def mask_value(self, column: ColumnPlan, value: bytes) -> bytes | object | None:
-        """The masked value, None for NULL, or ``_UNSET`` when it stays as it is."""
+        """The masked value, None for NULL, or ``UNCHANGED`` when it stays as it is."""
         entity = column.entity
         if entity is not None:
             memo = self._memo[column.index]
-            masked = memo.get(value, _UNSET)
-            if masked is _UNSET:
+            masked = memo.get(value, UNCHANGED)
+            if masked is UNCHANGED:
                 assert column.strategy is not None
                 masked = self._masker.whole(
                     value, entity, column.strategy, column.ctype, column.binary
@@ -86,7 +86,7 @@ class RowMasker:
         found: list[Entity] = []
         scanned = self._masker.scan(value, column.ctype, column.binary, found)
         if scanned is None:
-            return _UNSET
+            return UNCHANGED
         self.stats.add(column.label, found)
         return scanned
 
@@ -106,7 +106,7 @@ class RowMasker:
             if column is None or length < 0:
                 continue
             masked = self.mask_value(column, payload[value_start:pos])
-            if masked is _UNSET:
+            if masked is UNCHANGED:
                 continue
             if edits is None:
                 edits = []

@@ -39,8 +39,10 @@ def _literal(name: str) -> str:
     return "'" + name.replace("'", "''") + "'"
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def qualified(schema: str | None, name: str) -> str:
+    """``"schema"."name"`` quoted for ``to_regclass``."""
+    quoted = '"' + name.replace('"', '""') + '"'
+    return quoted if not schema else '"' + schema.replace('"', '""') + '".' + quoted
 
 
 class Catalog:
@@ -54,6 +56,7 @@ class Catalog:
         self.bases: dict[int, int] = {}  # type oid -> base type oid (0: nothing to scan)
         self._tables: dict[int, float] = {}  # table oid -> when it was looked up
         self._types: set[int] = set()
+        self._relations: dict[str, tuple[float, list[Field]]] = {}  # COPY's tables by name
         self._conn: Conn | None = None
         self._lock = asyncio.Lock()
 
@@ -74,6 +77,14 @@ class Catalog:
         """The schema may have changed: look everything up again."""
         self._tables.clear()
         self._types.clear()
+        self._relations.clear()
+
+    def cached_table(self, relation: str) -> list[Field] | None:
+        """The columns of ``relation`` if they were looked up recently."""
+        entry = self._relations.get(relation)
+        if entry is None or time.monotonic() - entry[0] > self.ttl:
+            return None
+        return entry[1]
 
     async def load(self, fields: Iterable[Field]) -> None:
         tables, types = self.missing(fields)
@@ -164,6 +175,7 @@ class Catalog:
                 )
             )
         await self.load(fields)
+        self._relations[relation] = (time.monotonic(), fields)
         return fields
 
     # the connection ------------------------------------------------------------------

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from dbward.keyring import Keyring
 from dbward.masking.columns import classify
+from dbward.masking.copy import CopyMasker, CopyOptions
 from dbward.masking.entities import Entity
 from dbward.masking.plan import Field, MaskingRules, ResultPlan, build_plan
 from dbward.masking.rows import MaskStats, RowMasker
@@ -91,6 +93,15 @@ class SessionMasking:
             # Without names, columns are judged by output name and content: still masked.
             log.warning("%s; masking by column output names and content only", exc.message)
 
+    async def load_table(self, relation: str) -> None:
+        """Look up the columns of a COPY's table (none known if that fails)."""
+        if self.catalog is None:
+            return
+        try:
+            await self.catalog.table_fields(relation)
+        except CatalogError as exc:
+            log.warning("%s; the COPY's values are scanned by content only", exc.message)
+
     def plan(self, fields: list[Field]) -> ResultPlan:
         catalog = self.catalog
         origins = catalog.origins if catalog is not None else {}
@@ -103,6 +114,35 @@ class SessionMasking:
         if not plan.active:
             return NOTHING_TO_MASK
         return RowMasker(plan, self.values, stats)
+
+    def copy_masker(
+        self, options: CopyOptions, fields: list[Field] | None, stats: MaskStats
+    ) -> Any:
+        """What masks a COPY's rows; ``fields`` None when its columns are unknown."""
+        if fields:
+            wanted = set(options.columns)
+            chosen = [f for f in fields if not wanted or f.name in wanted]
+            if options.columns:
+                order = {name: i for i, name in enumerate(options.columns)}
+                chosen.sort(key=lambda f: order.get(f.name, 0))
+            binary = options.binary
+            typed = [
+                Field(f.name, f.table_oid, f.attnum, f.type_oid, f.typmod, binary) for f in chosen
+            ]
+            masker = self.row_masker(typed, stats)
+            if masker is NOTHING_TO_MASK:
+                return NOTHING_TO_MASK
+            assert isinstance(masker, RowMasker)
+            return CopyMasker(options, masker, lambda width: None)
+
+        def unknown(width: int) -> RowMasker | None:
+            if options.binary:
+                return None  # binary values of unknown types cannot be scanned: NULL them
+            columns = [Field(f"column {i + 1}") for i in range(width)]
+            masker = self.row_masker(columns, stats)
+            return masker if isinstance(masker, RowMasker) else None
+
+        return CopyMasker(options, None, unknown)
 
     def forget_schema(self) -> None:
         if self.catalog is not None:

@@ -15,7 +15,7 @@ import secrets
 import ssl
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from dbward.audit.events import EventKind
@@ -24,8 +24,11 @@ from dbward.codec.pg.framing import Frame, Framer
 from dbward.codec.pg.frontend import FRONTEND_NAMES, Bind, Terminate
 from dbward.config import Listener
 from dbward.errors import DbwardError
+from dbward.masking.copy import CopyOptions, copy_options
+from dbward.masking.plan import Field
 from dbward.masking.rows import MaskStats
 from dbward.policy.decide import Subject
+from dbward.proxy.catalog import qualified
 from dbward.proxy.connection import Conn, ConnectionClosed
 from dbward.proxy.context import ProxyContext
 from dbward.proxy.guard import (
@@ -53,6 +56,7 @@ _COPY_DATA = ord("d")
 _ERROR = ord("E")
 _COMMAND_COMPLETE = ord("C")
 _NOTICE = ord("N")
+_COPY_OUT = ord("H")
 _PARSE = ord("P")
 _HOLD = object()  # the result needs the catalog before its rows can be masked
 
@@ -99,6 +103,7 @@ class Session:
         self.started = time.monotonic()
         self._ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._held: tuple[bytes, list[Frame], int] | None = None
+        self._loading: Coroutine[Any, Any, None] | None = None  # what a held result waits for
         self._queued: list[bytes] = []
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -351,6 +356,11 @@ class Session:
                     recorded = self._record_statement(done) and recorded
             elif kind == _NOTICE and masks:
                 self._mask_notice(block, start, end, replaced)
+            elif kind == _COPY_OUT and masks:
+                head = tracker.head
+                if head is not None:
+                    head.result = None  # the rows that follow are COPY's
+                result = None
         self._release(block, base, len(block), replaced, recorded, rows)
 
     def _release(
@@ -405,18 +415,46 @@ class Session:
             return NOTHING_TO_MASK
         if head.result is not None:
             return head.result
+        if head.masked is None:
+            head.masked = MaskStats()
         if kind == _COPY_DATA:
-            return NOTHING_TO_MASK
+            return self._copy_masking(head)
         fields = self.tracker.result_fields()
         if fields is None:
             fields = []
         if self.masking.needs_catalog(fields):
+            self._loading = self.masking.load(fields)
             return _HOLD
-        if head.masked is None:
-            head.masked = MaskStats()
         masker = self.masking.row_masker(fields, head.masked)
         head.result = masker
         return masker
+
+    def _copy_masking(self, head: Any) -> Any:
+        options = copy_options(head.text) or CopyOptions()
+        fields: list[Field] | None = None
+        catalog = self.masking.catalog
+        if options.table is not None and catalog is not None:
+            relation = qualified(self._copy_schema(head, options), options.table)
+            fields = catalog.cached_table(relation)
+            if fields is None:
+                self._loading = self.masking.load_table(relation)
+                return _HOLD
+        masker = self.masking.copy_masker(options, fields, head.masked)
+        head.result = masker
+        return masker
+
+    @staticmethod
+    def _copy_schema(head: Any, options: CopyOptions) -> str | None:
+        """The COPY's table's schema: as written, or as the session's search_path resolved it."""
+        if options.schema is not None:
+            return options.schema
+        analysis = head.analysis
+        if analysis is not None and analysis.statements:
+            for relation in analysis.statements[0].reads:
+                if relation.name == options.table:
+                    schema: str | None = relation.schema
+                    return schema
+        return None
 
     def _hold(self, block: bytes, frames: list[Frame], index: int) -> None:
         self._held = (block, frames, index)
@@ -429,9 +467,9 @@ class Session:
         held = self._held
         assert held is not None
         block, frames, index = held
-        kind = frames[index][0]
-        fields = self.tracker.result_fields() if kind == _DATA_ROW else None
-        await self.masking.load(fields if fields is not None else [])
+        loading, self._loading = self._loading, None
+        if loading is not None:
+            await loading
         if self._ended.done():
             return
         self._held = None
