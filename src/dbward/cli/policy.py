@@ -14,6 +14,7 @@ from dbward.errors import DbwardError
 from dbward.identity.models import IdentityKind
 from dbward.policy.decide import Decision, Subject, decide
 from dbward.policy.loader import default_policy, load_policy
+from dbward.policy.masking import preview
 from dbward.policy.model import Policy
 from dbward.sql.facts import Analysis, StatementFacts
 from dbward.sql.session import DEFAULT_SEARCH_PATH, SqlSession, parse_search_path
@@ -122,10 +123,14 @@ def policy_test(
     session = SqlSession(parse_search_path(search_path) if search_path else DEFAULT_SEARCH_PATH)
     analysis = session.analyze(text)
     decision = decide(loaded, subject, analysis)
+    masking = preview(loaded, subject, analysis)
     if as_json:
-        click.echo(json.dumps(_as_json(subject, decision, analysis), indent=2))
+        click.echo(
+            json.dumps({**_as_json(subject, decision, analysis), "masking": masking}, indent=2)
+        )
     else:
         _print(subject, decision, analysis, str(path) if path else "built-in guardrails")
+        _print_masking(masking)
     if expect is not None and decision.action.value != expect:
         raise SystemExit(1)
 
@@ -167,6 +172,21 @@ def _as_json(subject: Subject, decision: Decision, analysis: Analysis) -> dict[s
 
 
 _COLOURS = {"allow": "green", "deny": "red", "review": "yellow"}
+
+
+def _print_masking(masking: dict[str, Any]) -> None:
+    if not masking["enabled"]:
+        out.print("  masking: off (policy masking.enabled is false)")
+        return
+    grants = ", ".join(masking["grants"]) or "none"
+    out.print(f"  masking: on; unmask grants that apply: {grants}")
+    by_strategy: dict[str, list[str]] = {}
+    for entity, strategy in masking["entities"].items():
+        by_strategy.setdefault(strategy, []).append(entity)
+    for strategy, entities in sorted(by_strategy.items()):
+        out.print(f"      {strategy}: {', '.join(entities)}", soft_wrap=True)
+    for column, what in masking["columns"].items():
+        out.print(f"      column {column}: {what}", soft_wrap=True)
 
 
 def _print(subject: Subject, decision: Decision, analysis: Analysis, source: str) -> None:

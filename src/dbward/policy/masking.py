@@ -8,12 +8,15 @@ reach the agents that act for it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dbward.identity.models import IdentityKind
 from dbward.masking.entities import DEFAULT_STRATEGIES, Entity
-from dbward.masking.plan import ColumnRule, MaskingRules
+from dbward.masking.plan import ColumnRule, Field, MaskingRules, Origin, plan_column
 from dbward.policy.decide import Subject
 from dbward.policy.matching import matches_subject
 from dbward.policy.model import Policy, Unmask
+from dbward.sql.facts import Analysis
 
 
 def column_pattern(pattern: str) -> str:
@@ -59,3 +62,43 @@ def masking_rules(policy: Policy, subject: Subject) -> MaskingRules:
 def unmask_grants(policy: Policy, subject: Subject) -> list[str]:
     """The names of the unmask grants that apply to ``subject`` (for ``policy test``)."""
     return [grant.name for grant in policy.masking.unmask if _applies(grant, subject)]
+
+
+def preview(policy: Policy, subject: Subject, analysis: Analysis) -> dict[str, Any]:
+    """What masking would do for ``subject`` on the columns the statement names.
+
+    Columns are judged by name here; at run time their types count too (a
+    text column is also scanned for PII inside it) and ``SELECT *`` is
+    judged column by column from the result's description.
+    """
+    rules = masking_rules(policy, subject)
+    entities = {
+        e.value: "unmasked" if e in rules.unmasked_entities else rules.strategies[e].value
+        for e in Entity
+    }
+    columns: dict[str, str] = {}
+    for facts in analysis.statements:
+        for column in facts.columns:
+            relation = column.relation
+            origin = (
+                Origin(relation.schema or "public", relation.name, column.name)
+                if relation
+                else None
+            )
+            planned = plan_column(0, Field(column.name), origin, rules, {})
+            label = origin.label if origin is not None else column.name
+            if not rules.enabled:
+                columns[label] = "not masked (masking is off)"
+            elif planned is None:
+                columns[label] = "unmasked (grant)"
+            elif planned.entity is not None:
+                assert planned.strategy is not None
+                columns[label] = f"{planned.entity.value}: {planned.strategy.value}"
+            else:
+                columns[label] = "scanned for PII inside (text, JSON)"
+    return {
+        "enabled": rules.enabled,
+        "grants": unmask_grants(policy, subject),
+        "entities": entities,
+        "columns": columns,
+    }
