@@ -205,7 +205,13 @@ def start_dbward(
     connections: dict[str, Any] | None = None,
     environment: str = "staging",
     policy: str | None = None,
+    statement_literals: str = "keep",
 ) -> Dbward:
+    """dbward in front of ``upstream``; ``policy`` is the policy file's YAML text.
+
+    Statement text is recorded as sent (``statement_literals: keep``) unless the
+    test asks for the default placeholders: most tests find records by text.
+    """
     port = free_port()
     state = tmp / "state"
     config: dict[str, Any] = {
@@ -224,8 +230,11 @@ def start_dbward(
         },
         "limits": {"startup_timeout": 3, "drain_timeout": 10},
     }
-    if policy is not None:
-        (tmp / "policy.yaml").write_text(policy)
+    if policy is not None or statement_literals != "placeholders":
+        text = policy if policy is not None else "version: 1\n"
+        if statement_literals != "placeholders" and "statement_literals" not in text:
+            text += f"audit:\n  statement_literals: {statement_literals}\n"
+        (tmp / "policy.yaml").write_text(text)
         config["policy"] = {"file": "policy.yaml", "reload_interval": 0.2}
     config.update(extra_config or {})
     config_path = tmp / "dbward.yaml"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pytest
 from sqlalchemy import (
     Column,
     Integer,
@@ -26,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from tests.conftest import Dbward
+from tests.conftest import Dbward, UpstreamDb, start_dbward, stop_dbward
 from tests.integration.helpers import statements, unique
 
 
@@ -239,3 +241,21 @@ async def update_and_delete(session: AsyncSession, customer: type[Any]) -> None:
     first.name = f"{first.name} (vip)"
     await session.delete(second)
     await session.commit()
+
+
+UNMASKED = """\
+version: 1
+masking:
+  unmask:
+    - name: orm-tests-see-their-data
+      match: {identity: "sa-*"}
+      entities: [email, person_name]
+"""
+
+
+@pytest.fixture(scope="module")
+def dbward(upstream_db: UpstreamDb, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dbward]:
+    """dbward whose test identity may see the emails these tests write and read back."""
+    server = start_dbward(tmp_path_factory.mktemp("dbward-orm"), upstream_db, policy=UNMASKED)
+    yield server
+    stop_dbward(server)

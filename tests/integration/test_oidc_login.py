@@ -203,7 +203,8 @@ def test_psql_logs_in_with_an_id_token(oidc_dbward: Dbward, idp: IdentityProvide
         "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{USER} via dbward (psql)"
+    # The identity is an email address: in a result row it is masked like any other.
+    assert result.stdout.strip() == f"****@{USER.rpartition('@')[2]} via dbward (psql)"
     assert idp.jwks_fetches, "dbward never fetched the JWKS"
     assert any(path == "/.well-known/openid-configuration" for _, path in idp.requests)
 

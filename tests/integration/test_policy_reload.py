@@ -183,7 +183,9 @@ def _same_size(first: str, second: str) -> tuple[str, str]:
 def test_sighup_reloads_an_unchanged_looking_file(upstream_db: UpstreamDb, tmp_path: Path) -> None:
     table = make_table_for(upstream_db, "rhup")
     old_text, new_text = _same_size(OPEN, protecting(table))
-    started = start_dbward(tmp_path, upstream_db, policy=old_text)
+    started = start_dbward(
+        tmp_path, upstream_db, policy=old_text, statement_literals="placeholders"
+    )
     try:
         with connect(started, autocommit=True) as conn:
             assert not touch_row(conn, table, "before")
