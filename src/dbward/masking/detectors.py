@@ -118,7 +118,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "aws-secret-access-key",
         Entity.SECRET,
-        rb"(?i)(?:aws|secret)[A-Za-z0-9_ .-]{0,25}[=:\"' ]+[A-Za-z0-9/+]{40}",
+        rb"(?i)(?:aws|secret)",
         _rx(
             r"(?i:aws|secret)[A-Za-z0-9_ .-]{0,25}[=:\"' ]+(?<![A-Za-z0-9/+])"
             r"(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
@@ -128,7 +128,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "github-token",
         Entity.SECRET,
-        rb"(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{70,})",
+        rb"gh[pousr]_[A-Za-z0-9]{36}|github_pat_",
         _rx(
             r"(?<![A-Za-z0-9_])(?P<value>gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{70,})"
             r"(?![A-Za-z0-9_])"
@@ -137,13 +137,13 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "gitlab-token",
         Entity.SECRET,
-        rb"gl(?:pat|dt|rt|cbt|ptt|ft|soat)-[A-Za-z0-9_-]{20}",
+        rb"gl(?:pat|dt|rt|cbt|ptt|ft|soat)-",
         _rx(r"(?<![A-Za-z0-9_])(?P<value>gl(?:pat|dt|rt|cbt|ptt|ft|soat)-[A-Za-z0-9_-]{20,})"),
     ),
     Detector(
         "slack-token",
         Entity.SECRET,
-        rb"(?:xox[abposre]-[A-Za-z0-9-]{10,}|hooks\.slack\.com/services/T)",
+        rb"xox[abposre]-|hooks\.slack\.com/services/",
         _rx(
             r"(?P<value>xox[abposre]-[A-Za-z0-9-]{10,}"
             r"|https?://hooks\.slack\.com/services/T[A-Za-z0-9]+/B[A-Za-z0-9]+/[A-Za-z0-9]+)"
@@ -152,7 +152,7 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "stripe-key",
         Entity.SECRET,
-        rb"(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16}|whsec_[A-Za-z0-9]{24}",
+        rb"(?:sk|rk|pk)_(?:live|test)_|whsec_",
         _rx(
             r"(?<![A-Za-z0-9_])(?P<value>(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"
             r"|whsec_[A-Za-z0-9]{24,})"

@@ -17,7 +17,7 @@ from dbward.masking.values import Found, ValueMasker
 
 _LEN = struct.Struct("!i")
 _COUNT = struct.Struct("!h")
-_MEMO_LIMIT = 4096
+_MEMO_LIMIT = 8192
 UNCHANGED = object()  # what mask_value returns for a value it leaves alone
 
 
@@ -28,21 +28,32 @@ class MaskStats:
     columns: dict[str, Counter[str]] = field(default_factory=dict)
     entities: Counter[str] = field(default_factory=Counter)
     values: int = 0
+    maskers: list[RowMasker] = field(default_factory=list)  # their counts are settled later
+
+    def settle(self) -> MaskStats:
+        """Take in the counts the row maskers kept on their own (the hot path's)."""
+        for masker in self.maskers:
+            masker.flush()
+        return self
 
     def add(self, label: str, entities: Found) -> None:
         per_column = self.columns.get(label)
         if per_column is None:
             per_column = self.columns[label] = Counter()
         for entity in entities:
-            per_column[entity.value] += 1
-            self.entities[entity.value] += 1
+            value = entity.value
+            per_column[value] += 1
+            self.entities[value] += 1
         self.values += 1
 
-    def merge(self, other: MaskStats) -> None:
-        for label, counts in other.columns.items():
-            self.columns.setdefault(label, Counter()).update(counts)
-        self.entities.update(other.entities)
-        self.values += other.values
+    def add_whole(self, label: str, entity: str, count: int) -> None:
+        """``count`` values of a column masked whole as ``entity``."""
+        per_column = self.columns.get(label)
+        if per_column is None:
+            per_column = self.columns[label] = Counter()
+        per_column[entity] += count
+        self.entities[entity] += count
+        self.values += count
 
     def summary(self) -> dict[str, object]:
         return {
@@ -57,7 +68,7 @@ class MaskStats:
 class RowMasker:
     """Masks the rows of one result."""
 
-    __slots__ = ("_actions", "_last", "_masker", "_memo", "plan", "stats")
+    __slots__ = ("_actions", "_counts", "_last", "_masker", "_memo", "plan", "stats")
 
     def __init__(self, plan: ResultPlan, masker: ValueMasker, stats: MaskStats) -> None:
         self.plan = plan
@@ -65,7 +76,23 @@ class RowMasker:
         self.stats = stats
         self._actions: dict[int, ColumnPlan] = {c.index: c for c in plan.columns}
         self._last = max(self._actions, default=-1)
-        self._memo: dict[int, dict[bytes, bytes | None]] = {i: {} for i in self._actions}
+        # Whole-value masks are memoized per session (the masker's), per kind of column.
+        self._memo: dict[int, dict[bytes, bytes | None]] = {
+            c.index: masker.memo((c.entity, c.strategy, c.ctype, c.binary))
+            for c in plan.columns
+            if c.entity is not None
+        }
+        self._counts: dict[int, int] = dict.fromkeys(self._memo, 0)
+        stats.maskers.append(self)
+
+    def flush(self) -> None:
+        """Move the counts of whole-value masks into the statement's stats."""
+        for index, count in self._counts.items():
+            if count:
+                column = self._actions[index]
+                assert column.entity is not None
+                self.stats.add_whole(column.label, column.entity.value, count)
+                self._counts[index] = 0
 
     def mask_value(self, column: ColumnPlan, value: bytes) -> bytes | object | None:
         """The masked value, None for NULL, or ``UNCHANGED`` when it stays as it is."""
@@ -81,7 +108,7 @@ class RowMasker:
                 if len(memo) >= _MEMO_LIMIT:
                     memo.clear()
                 memo[value] = masked
-            self.stats.add(column.label, [entity])
+            self._counts[column.index] += 1
             return masked
         found: list[Entity] = []
         scanned = self._masker.scan(value, column.ctype, column.binary, found)

@@ -41,18 +41,20 @@ class Scanner:
     def __init__(self, detectors: tuple[Detector, ...] = DETECTORS) -> None:
         self.detectors = detectors
         self._database = _compile(detectors)
-        self._scratch = hyperscan.Scratch(self._database)
         self._found: list[int] = []
+        found = self._found
 
-    def _on_match(self, id_: int, start: int, end: int, flags: int, context: object) -> None:
-        self._found.append(id_)
+        def on_match(id_: int, start: int, end: int, flags: int, context: object) -> None:
+            found.append(id_)
+
+        self._on_match = on_match
 
     def candidates(self, data: bytes) -> list[int]:
         """Indexes of the detectors whose prefilter matched somewhere in ``data``."""
-        found: list[int] = []
-        self._found = found
-        self._database.scan(data, match_event_handler=self._on_match, scratch=self._scratch)
-        return found
+        found = self._found
+        found.clear()
+        self._database.scan(data, match_event_handler=self._on_match)
+        return found[:] if found else []
 
     def find(self, data: bytes) -> list[Hit]:
         """The PII spans in ``data``, validated, without overlaps, in order."""

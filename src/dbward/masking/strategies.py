@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
+from collections.abc import Callable
 
 from dbward.masking.entities import Entity, Strategy
 
@@ -21,7 +22,10 @@ _DIGIT = re.compile(r"\d")
 
 def label(entity: Entity) -> str:
     """What a redacted value reads as: it says what was there, nothing of it."""
-    return f"[{entity.value}]"
+    return _LABELS[entity]
+
+
+_LABELS = {entity: f"[{entity.value}]" for entity in Entity}
 
 
 class Pseudonymizer:
@@ -93,9 +97,13 @@ def _pseudo_ip(text: str, digest: bytes) -> str:
 
 def _keep_last(text: str, keep: int) -> str:
     """Letters and digits but the last ``keep`` become '*'; separators stay."""
-    positions = [m.start() for m in _ALNUM.finditer(text)]
-    hide = set(positions[: max(len(positions) - keep, 0)])
-    return "".join("*" if i in hide else c for i, c in enumerate(text))
+    cut = len(text)
+    kept = 0
+    while cut > 0 and kept < keep:
+        cut -= 1
+        if text[cut].isalnum():
+            kept += 1
+    return _ALNUM.sub("*", text[:cut]) + text[cut:]
 
 
 def _partial_ip(text: str) -> str:
@@ -112,28 +120,42 @@ def _partial_ip(text: str) -> str:
     return f"{masked}/{prefix}" if prefix else masked
 
 
+def _partial_email(text: str) -> str:
+    return "****@" + text.rpartition("@")[2] if "@" in text else label(Entity.EMAIL)
+
+
+def _partial_dob(text: str) -> str:
+    year = re.search(r"\b(1[89]|20)\d\d\b", text)
+    return f"{year.group(0)}-01-01" if year else label(Entity.DOB)
+
+
+def _partial_name(text: str) -> str:
+    return " ".join(w[0] + "." for w in text.split() if w) or label(Entity.PERSON_NAME)
+
+
+def _partial_secret(text: str) -> str:
+    prefix = re.match(r"[A-Za-z]{2,6}[_-]", text)
+    return (prefix.group(0) if prefix else "") + "****"
+
+
+_PARTIAL: dict[Entity, Callable[[str], str]] = {
+    Entity.EMAIL: _partial_email,
+    Entity.CARD: lambda text: _keep_last(text, 4),
+    Entity.SSN: lambda text: _keep_last(text, 4),
+    Entity.IBAN: lambda text: text[:2] + _keep_last(text, 4)[2:],
+    Entity.PHONE: lambda text: _keep_last(text, 2),
+    Entity.IP: _partial_ip,
+    Entity.DOB: _partial_dob,
+    Entity.PERSON_NAME: _partial_name,
+    Entity.NATIONAL_ID: lambda text: _keep_last(text, 2 if len(text) >= 6 else 0),
+    Entity.SECRET: _partial_secret,
+}
+
+
 def partial(entity: Entity, text: str) -> str:
     """Keep what identifies little: an email's domain, a card's last four, ..."""
-    if entity is Entity.EMAIL and "@" in text:
-        return "****@" + text.rpartition("@")[2]
-    if entity in (Entity.CARD, Entity.SSN, Entity.IBAN):
-        masked = _keep_last(text, 4)
-        return text[:2] + masked[2:] if entity is Entity.IBAN else masked
-    if entity is Entity.PHONE:
-        return _keep_last(text, 2)
-    if entity is Entity.IP:
-        return _partial_ip(text)
-    if entity is Entity.DOB:
-        year = re.search(r"\b(1[89]|20)\d\d\b", text)
-        return f"{year.group(0)}-01-01" if year else label(entity)
-    if entity is Entity.PERSON_NAME:
-        return " ".join(w[0] + "." for w in text.split() if w) or label(entity)
-    if entity is Entity.NATIONAL_ID:
-        return _keep_last(text, 2 if len(text) >= 6 else 0)
-    if entity is Entity.SECRET:
-        prefix = re.match(r"[A-Za-z]{2,6}[_-]", text)
-        return (prefix.group(0) if prefix else "") + "****"
-    return label(entity)
+    keep = _PARTIAL.get(entity)
+    return keep(text) if keep is not None else label(entity)
 
 
 def mask_text(entity: Entity, strategy: Strategy, text: str, pseudonyms: Pseudonymizer) -> str:

@@ -86,6 +86,14 @@ class ValueMasker:
         self.pseudonyms = pseudonyms
         self.strategies = strategies
         self.unmasked = unmasked
+        self._memos: dict[object, dict[bytes, bytes | None]] = {}
+
+    def memo(self, key: object) -> dict[bytes, bytes | None]:
+        """A memo of whole-value masks for one kind of column (entity, strategy, type)."""
+        found = self._memos.get(key)
+        if found is None:
+            found = self._memos[key] = {}
+        return found
 
     # whole values --------------------------------------------------------------------
 

@@ -526,7 +526,7 @@ class Session:
                 data["reason"] = decision.message
         if done.withheld:
             data["withheld_rows"] = done.withheld
-        if done.masked is not None and done.masked.values:
+        if done.masked is not None and done.masked.settle().values:
             data["masked"] = done.masked.summary()
         if done.sqlstate:
             data["sqlstate"] = done.sqlstate
