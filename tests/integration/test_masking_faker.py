@@ -92,6 +92,26 @@ NATIONAL_ID = {
     "es_ES": "nif",  # DNI/NIF
     "it_IT": "ssn",  # codice fiscale
 }
+# Every column under a name that says nothing (aliases, a renaming view, COPY of a query).
+ALIASES: tuple[tuple[str, str], ...] = (
+    ("order_id", "order_id"),
+    ("contact", "email"),
+    ("who", "full_name"),
+    ("reach", "phone_number"),
+    ("pay", "card_number"),
+    ("acct", "iban"),
+    ("ref", "ssn"),
+    ("d", "date_of_birth"),
+    ("origin", "ip_address"),
+    ("loc", "address"),
+    ("k", "api_token"),
+    ("n", "notes"),
+    ("p", "profile"),
+    ("amount", "price"),
+    ("v", "version"),
+    ("u", "row_uuid"),
+    ("t", "created_at"),
+)
 TAGS = ("vip", "newsletter", "b2b", "returning", "beta", "wholesale")
 
 
@@ -123,7 +143,8 @@ class Harmless:
 @dataclass
 class Dataset:
     table: str
-    view: str
+    view: str  # SELECT * FROM table
+    renaming_view: str  # every column renamed as ALIASES says
     rows: list[dict[str, Any]]
     pii: list[Pii]
     harmless: list[Harmless]
@@ -239,6 +260,13 @@ def generate_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def _adder(pii: list[Pii], key: str, locale: str) -> Callable[..., None]:
+    def add(column: str, entity: str, value: str, *extra: str) -> None:
+        pii.append(Pii(value, entity, locale, key, column, _needles(value, entity, extra)))
+
+    return add
+
+
 def planted(
     rows: list[dict[str, Any]], ip_text: dict[str, str]
 ) -> tuple[list[Pii], list[Harmless]]:
@@ -247,11 +275,7 @@ def planted(
     harmless: list[Harmless] = []
     for row in rows:
         key, locale = row["order_id"], row["_locale"]
-
-        def add(column: str, entity: str, value: str, *extra: str, key: str = key,
-                locale: str = locale) -> None:  # fmt: skip
-            pii.append(Pii(value, entity, locale, key, column, _needles(value, entity, extra)))
-
+        add = _adder(pii, key, locale)
         add("full_name", "person_name", row["full_name"])
         add("email", "email", row["email"])
         add("phone_number", "phone", row["phone_number"])
@@ -560,23 +584,28 @@ class Score:
     masked: int = 0
     leaks: list[str] = field(default_factory=list)  # planted PII found in its own cell
     elsewhere: list[str] = field(default_factory=list)  # planted PII found in another cell
-    changed: list[str] = field(default_factory=list)  # harmless values not as they were
+    columns_changed: list[str] = field(default_factory=list)  # cells of non-PII columns
+    pieces_changed: list[str] = field(default_factory=list)  # harmless text inside PII cells
 
     @property
     def recall(self) -> float:
         return self.masked / self.planted if self.planted else 1.0
 
     @property
+    def changed(self) -> int:
+        return self.masked + len(self.columns_changed) + len(self.pieces_changed)
+
+    @property
     def precision(self) -> float:
-        total = self.masked + len(self.changed)
-        return self.masked / total if total else 1.0
+        return self.masked / self.changed if self.changed else 1.0
 
     def line(self) -> str:
         return (
             f"[{self.client}] recall {self.masked}/{self.planted} = {self.recall:.4f}; "
-            f"precision {self.masked}/{self.masked + len(self.changed)} = {self.precision:.4f}; "
-            f"{len(self.leaks)} leaked, {len(self.elsewhere)} found elsewhere, "
-            f"{len(self.changed)} harmless values changed"
+            f"precision {self.masked}/{self.changed} = {self.precision:.4f}; "
+            f"{len(self.leaks)} PII leaked, {len(self.elsewhere)} PII found elsewhere, "
+            f"{len(self.columns_changed)} non-PII cells changed, "
+            f"{len(self.pieces_changed)} harmless pieces of free text changed"
         )
 
     def report(self, limit: int = 400) -> str:
@@ -584,7 +613,8 @@ class Score:
         for title, items in (
             ("leaked (planted PII still in its cell)", self.leaks),
             ("planted PII found in another cell", self.elsewhere),
-            ("harmless values changed", self.changed),
+            ("non-PII cells changed", self.columns_changed),
+            ("harmless pieces of free text changed", self.pieces_changed),
         ):
             if items:
                 parts.append(f"{title}: {len(items)}")
@@ -595,10 +625,14 @@ class Score:
 
     def problems(self) -> list[str]:
         found = []
-        if self.recall != 1.0 or self.elsewhere:
-            found.append(f"recall {self.recall:.4f} != 1.0 or PII found elsewhere")
-        if self.precision != 1.0:
-            found.append(f"precision {self.precision:.4f} != 1.0: harmless values were changed")
+        if self.leaks or self.elsewhere:
+            found.append(f"recall {self.recall:.4f} != 1.0: planted PII leaked")
+        if self.columns_changed:
+            found.append(f"precision {self.precision:.4f} != 1.0: non-PII columns were changed")
+        if self.pieces_changed:
+            found.append(
+                f"precision {self.precision:.4f} != 1.0: harmless text next to PII was changed"
+            )
         return found
 
 
@@ -710,7 +744,8 @@ def score(client: str, env: Env, query: Query, got: Output, want: Output) -> Sco
             else:
                 same = got.shown[r][c] is not None and item.value in (got.shown[r][c] or "")
             if not same:
-                result.changed.append(
+                changed = result.columns_changed if item.whole else result.pieces_changed
+                changed.append(
                     f"{item.column} ({got.names[c]}) row {item.key}: {item.value!r} came back as "
                     f"{_clip(got.shown[r][c])}"
                 )
@@ -722,11 +757,11 @@ def score(client: str, env: Env, query: Query, got: Output, want: Output) -> Sco
             if source in HARMLESS_COLUMNS or (key, source) in pii_cells:
                 continue  # counted above
             if got.exact[r][c] != value:
-                result.changed.append(
+                result.columns_changed.append(
                     f"{source} ({got.names[c]}) row {key}: {_clip(want.shown[r][c])} came back as "
                     f"{_clip(got.shown[r][c])}"
                 )
-    print("\n" + result.report(limit=1000))
+    print("\n" + result.report(limit=2000))
     SCORES.append(result)
     return result
 
@@ -755,6 +790,7 @@ def env(upstream_db: UpstreamDb, tmp_path_factory: pytest.TempPathFactory) -> It
     server = start_dbward(Path(tmp_path_factory.mktemp("masking-faker")), upstream_db)
     table = unique("faker_people")
     view = f"{table}_v"
+    renaming_view = f"{table}_r"
     rows = generate_rows()
     columns = ", ".join(f"{name} {sql_type}" for name, sql_type in COLUMNS)
     upstream_exec(server, f"CREATE TABLE {table} ({columns})")
@@ -765,12 +801,14 @@ def env(upstream_db: UpstreamDb, tmp_path_factory: pytest.TempPathFactory) -> It
                 f"VALUES ({', '.join(['%s'] * len(NAMES))})",
                 [[Jsonb(row[n]) if n == "profile" else row[n] for n in NAMES] for row in rows],
             )
-        cur2 = conn.execute(f"SELECT order_id, host(ip_address) FROM {table}")
-        ip_text = {key: text for key, text in cur2.fetchall()}
+        found = conn.execute(f"SELECT order_id, host(ip_address) FROM {table}").fetchall()
+        ip_text = {key: text for key, text in found}
     upstream_exec(server, f"CREATE VIEW {view} AS SELECT * FROM {table}")
+    renamed = ", ".join(s if a == s else f"{s} AS {a}" for a, s in ALIASES)
+    upstream_exec(server, f"CREATE VIEW {renaming_view} AS SELECT {renamed} FROM {table}")
     pii, harmless = planted(rows, ip_text)
     SCORES.clear()
-    yield Env(server, Dataset(table, view, rows, pii, harmless))
+    yield Env(server, Dataset(table, view, renaming_view, rows, pii, harmless))
     stop_dbward(server)
     print("\n\nmasking on Faker data, per client and read:")
     for item in SCORES:
@@ -788,42 +826,26 @@ def test_whole_table_through_each_client(env: Env, client: str) -> None:
 
 def _shapes(data: Dataset) -> dict[str, Query]:
     table, view = data.table, data.view
-    aliases = (
-        ("order_id", "order_id"),
-        ("contact", "email"),
-        ("who", "full_name"),
-        ("reach", "phone_number"),
-        ("pay", "card_number"),
-        ("acct", "iban"),
-        ("ref", "ssn"),
-        ("d", "date_of_birth"),
-        ("origin", "ip_address"),
-        ("loc", "address"),
-        ("k", "api_token"),
-        ("n", "notes"),
-        ("p", "profile"),
-        ("amount", "price"),
-        ("v", "version"),
-        ("u", "row_uuid"),
-        ("t", "created_at"),
-    )
-    alias_sql = ", ".join(s if a == s else f"{s} AS {a}" for a, s in aliases)
+    alias_sql = ", ".join(s if a == s else f"{s} AS {a}" for a, s in ALIASES)
     return {
         "select-star": Query(
             f"SELECT * FROM {table} ORDER BY order_id", tuple((n, n) for n in NAMES)
         ),
-        "aliases": Query(f"SELECT {alias_sql} FROM {table} ORDER BY order_id", aliases),
+        "aliases": Query(f"SELECT {alias_sql} FROM {table} ORDER BY order_id", ALIASES),
         "expressions": Query(
             f"SELECT order_id, lower(email) AS x, 'mailto:' || email AS y, upper(iban) AS z "
             f"FROM {table} ORDER BY order_id",
             (("order_id", "order_id"), ("x", "email"), ("y", "email"), ("z", "iban")),
         ),
         "view": Query(f"SELECT * FROM {view} ORDER BY order_id", tuple((n, n) for n in NAMES)),
+        "renaming-view": Query(f"SELECT * FROM {data.renaming_view} ORDER BY order_id", ALIASES),
     }
 
 
 @pytest.mark.parametrize("client", ["psql-csv", "psycopg-binary", "asyncpg"])
-@pytest.mark.parametrize("shape", ["select-star", "aliases", "expressions", "view"])
+@pytest.mark.parametrize(
+    "shape", ["select-star", "aliases", "expressions", "view", "renaming-view"]
+)
 def test_query_shapes_stay_masked(env: Env, shape: str, client: str) -> None:
     query = _shapes(env.data)[shape]
     check(f"{client} {shape}", env, query, lambda direct: CLIENTS[client](env, query, direct))
@@ -841,13 +863,21 @@ def test_copy_table_to_stdout(env: Env, fmt: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", list(COPY_FORMATS))
-def test_copy_query_to_stdout(env: Env, fmt: str) -> None:
-    shape = _shapes(env.data)["aliases"]
-    select = shape.sql
-    outputs = (*shape.outputs, ("x", "email"))
-    select = select.replace(" FROM ", ", lower(email) AS x FROM ", 1)
-    query = Query(select, outputs)
-    sql = f"COPY ({select}) TO STDOUT{COPY_FORMATS[fmt]}"
+@pytest.mark.parametrize("select", ["star", "aliases"])
+def test_copy_query_to_stdout(env: Env, select: str, fmt: str) -> None:
+    table = env.data.table
+    if select == "star":
+        query = Query(f"SELECT * FROM {table} ORDER BY order_id", tuple((n, n) for n in NAMES))
+    else:
+        outputs = (*ALIASES, ("x", "email"))
+        items = ", ".join(
+            "lower(email) AS x" if a == "x" else s if a == s else f"{s} AS {a}" for a, s in outputs
+        )
+        query = Query(f"SELECT {items} FROM {table} ORDER BY order_id", outputs)
+    sql = f"COPY ({query.sql}) TO STDOUT{COPY_FORMATS[fmt]}"
     check(
-        f"COPY (SELECT) {fmt}", env, query, lambda direct: read_copy(env, query, direct, sql, fmt)
+        f"COPY (SELECT {select}) {fmt}",
+        env,
+        query,
+        lambda direct: read_copy(env, query, direct, sql, fmt),
     )

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pglast import parser
+from pglast import parse_sql, parser
+from pglast.stream import RawStream
 
 from dbward.masking.rows import UNCHANGED, RowMasker
 
@@ -36,6 +37,7 @@ class CopyOptions:
     schema: str | None = None  # COPY table: the table; COPY (query): None
     table: str | None = None
     columns: tuple[str, ...] = ()
+    query: str | None = None  # COPY (query): the query, as PostgreSQL's deparser writes it
 
     @property
     def binary(self) -> bool:
@@ -73,6 +75,7 @@ def copy_options(text: str) -> CopyOptions | None:
     header = options.get("header", False)
     relation = node.get("relation")
     return CopyOptions(
+        query=None if relation else _inner_query(text),
         format=fmt,
         delimiter=delimiter,
         null=null,
@@ -82,6 +85,14 @@ def copy_options(text: str) -> CopyOptions | None:
         table=relation.get("relname") if relation else None,
         columns=tuple(a["String"]["sval"] for a in node.get("attlist", [])),
     )
+
+
+def _inner_query(text: str) -> str | None:
+    try:
+        query = getattr(parse_sql(text)[0].stmt, "query", None)
+        return str(RawStream()(query)) if query is not None else None
+    except (parser.ParseError, AttributeError, IndexError):
+        return None
 
 
 def _unescape(field: bytes) -> bytes:

@@ -34,6 +34,8 @@ class Detector:
     prefilter: bytes
     pattern: re.Pattern[bytes]
     validate: Callable[[str], bool] | None = None
+    # A candidate right after text matching this is something else (an order number).
+    not_after: re.Pattern[bytes] | None = None
 
 
 def _jwt(text: str) -> bool:
@@ -68,8 +70,7 @@ _NOT_PHONE = re.compile(
 def _phone(text: str) -> bool:
     if _NOT_PHONE.fullmatch(text):
         return False  # a date, or shaped like an SSN
-    separated = text.startswith("+") or bool(re.search(r"[\s().-]", text))
-    return separated and validators.phone(text)
+    return validators.phone(text)
 
 
 def _stdnum(module: object) -> Callable[[str], bool]:
@@ -161,8 +162,8 @@ DETECTORS: tuple[Detector, ...] = (
     Detector(
         "card",
         Entity.CARD,
-        rb"[2-6]\d{3}(?:[ -]?\d){9,15}",
-        _rx(_L + r"(?P<value>[2-6]\d{3}(?:[ -]?\d{1,4}){3,5})" + _R),
+        rb"(?:[2-6]\d{3}|1800)(?:[ -]?\d){8,15}",
+        _rx(_L + r"(?P<value>(?:[2-6]\d{3}|1800)(?:[ -]?\d{1,4}){2,5})" + _R),
         validators.card,
     ),
     Detector(
@@ -260,6 +261,9 @@ DETECTORS: tuple[Detector, ...] = (
             r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?)(?![\w]|[.-]\d|/)"
         ),
         _phone,
+        re.compile(
+            rb"(?i)(?:\bid|order|ref|invoice|ticket|sku|account|acct|no\.?|number|#)\s*[:=#]?\s*$"
+        ),
     ),
 )
 """In priority order: where two detections overlap, the earlier detector wins."""

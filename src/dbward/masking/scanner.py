@@ -68,6 +68,9 @@ class Scanner:
                 start, end = match.span("value")
                 if any(h.start < end and start < h.end for h in hits):
                     continue  # an earlier (higher-priority) detector has this text
+                before = detector.not_after
+                if before is not None and before.search(data, max(start - 20, 0), start):
+                    continue
                 if detector.validate is not None:
                     text = data[start:end].decode("utf-8", "replace")
                     if not detector.validate(text):

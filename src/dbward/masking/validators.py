@@ -15,8 +15,8 @@ def digits(text: str) -> str:
 
 
 def luhn(number: str) -> bool:
-    """A payment card number: 13 to 19 digits whose Luhn checksum is zero."""
-    if not 13 <= len(number) <= 19 or not number.isdigit() or len(set(number)) == 1:
+    """12 to 19 digits whose Luhn checksum is zero."""
+    if not 12 <= len(number) <= 19 or not number.isdigit() or len(set(number)) == 1:
         return False
     total = 0
     for index, char in enumerate(reversed(number)):
@@ -29,12 +29,16 @@ def luhn(number: str) -> bool:
     return total % 10 == 0
 
 
-_CARD_PREFIXES = ("2", "3", "4", "5", "6")
+_CARD_PREFIXES = ("2", "3", "4", "5", "6", "1800")
+_MAESTRO = ("50", "56", "57", "58", "6")
 
 
 def card(text: str) -> bool:
-    """Luhn plus an issuer prefix (2 Mastercard, 3 Amex/Diners/JCB, 4 Visa, 5, 6)."""
+    """Luhn plus an issuer prefix: 2 and 5 Mastercard, 3 Amex/Diners/JCB, 4 Visa, 6
+    Discover/Maestro, 1800 JCB; 12 digits only for Maestro."""
     number = digits(text)
+    if len(number) == 12 and not number.startswith(_MAESTRO):
+        return False
     return number.startswith(_CARD_PREFIXES) and luhn(number)
 
 
@@ -92,18 +96,58 @@ def ip_address(text: str) -> bool:
     return not address.is_unspecified and text.count(":") >= 2
 
 
+_REGIONS = ("US", "GB", "DE", "FR", "IT", "ES")
+_EXTENSION = re.compile(r"\s*(?:x|ext\.?)\s*\d{1,6}$", re.IGNORECASE)
+
+
+def _parses(text: str, region: str | None, *, valid: bool) -> bool:
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return False
+    return (
+        phonenumbers.is_valid_number(parsed) if valid else phonenumbers.is_possible_number(parsed)
+    )
+
+
 def phone(text: str) -> bool:
-    """A number that libphonenumber considers valid: international with +, else as US/GB."""
-    stripped = text.strip()
-    count = len(digits(stripped))
+    """A phone number, judged by libphonenumber as strictly as its formatting is weak.
+
+    Written internationally (``+``, ``00``) or with an area code in parentheses
+    or an extension, a number only has to be possible (fictional ranges such as
+    555-01xx count: they are still someone's test data); grouped with spaces,
+    dashes or dots, or written as bare digits, it must be a valid number of a
+    common region. A single dot makes a decimal amount, not a phone number.
+    """
+    body = _EXTENSION.sub("", text.strip())
+    count = len(digits(body))
     if not 7 <= count <= 15:
         return False
-    regions = (None,) if stripped.startswith("+") else ("US", "GB", "DE", "FR")
-    for region in regions:
-        try:
-            parsed = phonenumbers.parse(stripped, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(parsed):
-            return True
-    return False
+    separators = set(re.findall(r"[\s().-]", body))
+    if separators == {"."} and body.count(".") < 2:
+        return False
+    if body.startswith("00"):
+        body = "+" + body[2:]
+    if body.startswith("+"):
+        return len(set(digits(body))) > 2 and _parses(body, None, valid=False)
+    if len(set(digits(body))) <= 2:
+        return False  # 000 000 0000, 555-5555: placeholders
+    strong = "(" in body or len(body) < len(text.strip())
+    if not separators:
+        if body.startswith("3") and len(body) in (10, 11):  # an Italian mobile
+            return _parses(body, "IT", valid=False)
+        if not _bare_national(body):
+            return False
+    if body.startswith("(00"):  # "(00429) 620960": an area code with its trunk 0 doubled
+        body = "(" + body[2:]
+    return any(_parses(body, region, valid=not strong) for region in _REGIONS)
+
+
+def _bare_national(number: str) -> bool:
+    """Bare digits count only in a national shape: a trunk 0 (Europe), an Italian
+    mobile (3, 9-10 digits), or a NANP number (area and exchange start 2-9)."""
+    if number.startswith("0"):
+        return 9 <= len(number) <= 11
+    if number.startswith("3") and len(number) == 9:
+        return True
+    return len(number) == 10 and number[0] in "23456789" and number[3] in "23456789"

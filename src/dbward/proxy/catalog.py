@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Iterable
 
-from dbward.codec.pg.backend import DataRow, ErrorResponse, ReadyForQuery
+from dbward.codec.pg.backend import DataRow, ErrorResponse, ReadyForQuery, RowDescription
 from dbward.codec.pg.framing import BackendParser
-from dbward.codec.pg.frontend import Query
+from dbward.codec.pg.frontend import Describe, Parse, Query, Sync
 from dbward.config import Connection
 from dbward.credentials import read_credentials
 from dbward.errors import DbwardError
@@ -29,6 +30,36 @@ log = logging.getLogger(__name__)
 
 _TEXT = 25
 _TEXT_ARRAY = 1009
+
+
+_TARGET_ENTRY = re.compile(
+    r":resno (\d+) :resname (?:\\.|\S)+ :ressortgroupref \d+ :resorigtbl (\d+) :resorigcol (\d+)"
+)
+
+
+def view_sources(action: str) -> dict[int, tuple[int, int]]:
+    """From a view's ``_RETURN`` rule (``pg_rewrite.ev_action``): output column number ->
+    (table OID, column number) for the columns of its top-level select list that come
+    straight from a table column.
+
+    Only entries of the outermost query count: its ``:targetList`` at brace depth 1,
+    its entries at depth 2; subqueries nest deeper.
+    """
+    sources: dict[int, tuple[int, int]] = {}
+    depth = 0
+    in_targets = False
+    for position, char in enumerate(action):
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        elif char == ":" and depth == 1:
+            in_targets = action.startswith(":targetList", position)
+        elif char == ":" and depth == 2 and in_targets:
+            entry = _TARGET_ENTRY.match(action, position)
+            if entry is not None and int(entry.group(2)):
+                sources[int(entry.group(1))] = (int(entry.group(2)), int(entry.group(3)))
+    return sources
 
 
 class CatalogError(DbwardError):
@@ -96,10 +127,10 @@ class Catalog:
             if types:
                 await self._load_types(types)
 
-    async def _load_tables(self, tables: set[int]) -> None:
+    async def _load_tables(self, tables: set[int], depth: int = 0) -> None:
         oids = ",".join(str(int(t)) for t in sorted(tables))
         rows = await self._query(
-            "SELECT a.attrelid, a.attnum, n.nspname, c.relname, a.attname "
+            "SELECT a.attrelid, a.attnum, n.nspname, c.relname, a.attname, c.relkind "
             "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
             f"WHERE a.attrelid IN ({oids}) AND a.attnum > 0 AND NOT a.attisdropped"
@@ -107,10 +138,35 @@ class Catalog:
         now = time.monotonic()
         for table in tables:
             self._tables[table] = now
-        for relid, attnum, schema, relname, column in rows:
+        views: set[int] = set()
+        for relid, attnum, schema, relname, column, relkind in rows:
             self.origins[(int(relid or 0), int(attnum or 0))] = Origin(
                 schema or "", relname or "", column or ""
             )
+            if relkind in ("v", "m"):
+                views.add(int(relid or 0))
+        if views and depth < 3:
+            await self._trace_views(views, depth)
+
+    async def _trace_views(self, views: set[int], depth: int) -> None:
+        """A view's column that passes a table's column through is that column: a view
+        that renames ``email`` to ``contact`` still returns emails."""
+        oids = ",".join(str(v) for v in sorted(views))
+        rows = await self._query(
+            "SELECT ev_class, ev_action FROM pg_catalog.pg_rewrite "
+            f"WHERE ev_class IN ({oids}) AND rulename = '_RETURN'"
+        )
+        passed: dict[tuple[int, int], tuple[int, int]] = {}
+        for view, action in rows:
+            for resno, source in view_sources(action or "").items():
+                passed[(int(view or 0), resno)] = source
+        bases = {table for table, _ in passed.values()} - set(self._tables)
+        if bases:
+            await self._load_tables(bases, depth + 1)
+        for column, source in passed.items():
+            origin = self.origins.get(source)
+            if origin is not None:
+                self.origins[column] = origin
 
     async def _load_types(self, types: set[int]) -> None:
         pending = set(types)
@@ -178,6 +234,37 @@ class Catalog:
         self._relations[relation] = (time.monotonic(), fields)
         return fields
 
+    async def describe(self, query: str) -> list[Field]:
+        """The result columns of ``query`` as the server describes it (it is not run)."""
+        async with self._lock:
+            try:
+                conn = await self._connection()
+                conn.write(Parse("", query).encode() + Describe("S", "").encode() + Sync().encode())
+                parser = BackendParser()
+                fields: list[Field] = []
+                error: str | None = None
+                while True:
+                    for message in parser.feed(await asyncio.wait_for(conn.read(), 10)):
+                        if isinstance(message, RowDescription):
+                            fields = [
+                                Field(f.name, f.table_oid, f.column, f.type_oid, f.type_modifier)
+                                for f in message.fields
+                            ]
+                        elif isinstance(message, ErrorResponse):
+                            error = message.message
+                        elif isinstance(message, ReadyForQuery):
+                            if error is not None:
+                                raise CatalogError(f"describing the COPY's query failed: {error}")
+                            break
+                    else:
+                        continue
+                    break
+            except (ConnectionClosed, TimeoutError, OSError) as exc:
+                self._drop()
+                raise CatalogError(f"catalog lookup on {self.name!r} failed: {exc!r}") from None
+        await self.load(fields)
+        return fields
+
     # the connection ------------------------------------------------------------------
 
     async def _connection(self) -> Conn:
@@ -212,10 +299,13 @@ class Catalog:
                             raise CatalogError(f"catalog lookup failed: {error}")
                         return rows
         except (ConnectionClosed, TimeoutError, OSError) as exc:
-            if self._conn is not None:
-                self._conn.abort()
-                self._conn = None
+            self._drop()
             raise CatalogError(f"catalog lookup on {self.name!r} failed: {exc!r}") from None
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.abort()
+            self._conn = None
 
     def close(self) -> None:
         if self._conn is not None:

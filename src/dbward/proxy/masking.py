@@ -102,6 +102,15 @@ class SessionMasking:
         except CatalogError as exc:
             log.warning("%s; the COPY's values are scanned by content only", exc.message)
 
+    async def describe(self, query: str, into: list[Field]) -> None:
+        """Describe a COPY's query into ``into`` (left empty if that fails)."""
+        if self.catalog is None:
+            return
+        try:
+            into.extend(await self.catalog.describe(query))
+        except CatalogError as exc:
+            log.warning("%s; the COPY's values are scanned by content only", exc.message)
+
     def plan(self, fields: list[Field]) -> ResultPlan:
         catalog = self.catalog
         origins = catalog.origins if catalog is not None else {}

@@ -105,6 +105,7 @@ class Session:
         self._held: tuple[bytes, list[Frame], int] | None = None
         self._loading: Coroutine[Any, Any, None] | None = None  # what a held result waits for
         self._queued: list[bytes] = []
+        self._described: tuple[Any, list[Field]] | None = None  # a COPY (query)'s columns
         self._tasks: set[asyncio.Future[None]] = set()
 
     # lifecycle ---------------------------------------------------------------------------
@@ -439,6 +440,14 @@ class Session:
             if fields is None:
                 self._loading = self.masking.load_table(relation)
                 return _HOLD
+        elif options.query is not None and catalog is not None:
+            if self._described is None or self._described[0] is not head:
+                described: list[Field] = []
+                self._described = (head, described)  # described once, then masked
+                self._loading = self.masking.describe(options.query, described)
+                return _HOLD
+            fields = self._described[1] or None
+            self._described = None
         masker = self.masking.copy_masker(options, fields, head.masked)
         head.result = masker
         return masker
