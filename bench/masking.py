@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from pgbench import (
-    MODES,
     BenchError,
     DbwardSetup,
     Postgres,
@@ -48,10 +47,11 @@ from pgbench import (
     Service,
     Started,
     Target,
+    add_server_options,
     cpu_busy,
     err,
     out,
-    parse_list,
+    parse_clients_modes,
     run_benchmark,
     start_dbward,
     start_relay,
@@ -828,21 +828,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each run")
     parser.add_argument("--reads", type=int, default=3, help="times each whole-table read runs")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--pg-host", default="127.0.0.1")
-    parser.add_argument("--pg-port", type=int, default=5432)
-    parser.add_argument("--pg-user", default="postgres")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config)")
+    add_server_options(parser)
     args = parser.parse_args(argv)
-    try:
-        args.clients = [int(c) for c in parse_list(args.clients, "client count")]
-        args.modes = parse_list(args.modes, "mode")
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        parser.error(f"--clients/--modes: {exc}")
-    bad = [m for m in args.modes if m not in MODES]
-    if bad:
-        parser.error(f"unknown mode(s) {bad}: choose from {', '.join(MODES)}")
-    if any(c < 1 for c in args.clients):
-        parser.error("client counts must be at least 1")
+    parse_clients_modes(parser, args)
     if args.rows < 1000:
         parser.error("--rows must be at least 1000")
     if args.seconds < 1 or args.reads < 1 or args.warmup < 0:

@@ -771,6 +771,28 @@ def parse_list(text: str, what: str) -> list[str]:
     return items
 
 
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """--pg-host/--pg-port/--pg-user (the PostgreSQL to use) and --keep."""
+    parser.add_argument("--pg-host", default="127.0.0.1")
+    parser.add_argument("--pg-port", type=int, default=5432)
+    parser.add_argument("--pg-user", default="postgres")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config)")
+
+
+def parse_clients_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Turn --clients and --modes into lists, or stop with a usage error."""
+    try:
+        args.clients = [int(c) for c in parse_list(args.clients, "client count")]
+        args.modes = parse_list(args.modes, "mode")
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        parser.error(f"--clients/--modes: {exc}")
+    bad = [m for m in args.modes if m not in MODES]
+    if bad:
+        parser.error(f"unknown mode(s) {bad}: choose from {', '.join(MODES)}")
+    if any(c < 1 for c in args.clients):
+        parser.error("client counts must be at least 1")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="pgbench: direct vs PgBouncer vs a bare relay vs dbward (TLS and plain)"
@@ -782,24 +804,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each run")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the sweep; report medians")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    parser.add_argument("--pg-host", default="127.0.0.1")
-    parser.add_argument("--pg-port", type=int, default=5432)
-    parser.add_argument("--pg-user", default="postgres")
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config)")
+    add_server_options(parser)
     parser.add_argument(
         "--dbward-workers", type=int, default=1, help="dbward worker processes (default 1)"
     )
     args = parser.parse_args(argv)
-    try:
-        args.clients = [int(c) for c in parse_list(args.clients, "client count")]
-        args.modes = parse_list(args.modes, "mode")
-    except (argparse.ArgumentTypeError, ValueError) as exc:
-        parser.error(f"--clients/--modes: {exc}")
-    bad = [m for m in args.modes if m not in MODES]
-    if bad:
-        parser.error(f"unknown mode(s) {bad}: choose from {', '.join(MODES)}")
-    if any(c < 1 for c in args.clients):
-        parser.error("client counts must be at least 1")
+    parse_clients_modes(parser, args)
     if args.seconds < 1 or args.scale < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--seconds, --scale and --rounds must be >= 1 and --warmup >= 0")
     return args
