@@ -68,7 +68,7 @@ class MaskStats:
 class RowMasker:
     """Masks the rows of one result."""
 
-    __slots__ = ("_actions", "_counts", "_last", "_masker", "_memo", "plan", "stats")
+    __slots__ = ("_actions", "_counts", "_fns", "_last", "_masker", "_memo", "plan", "stats")
 
     def __init__(self, plan: ResultPlan, masker: ValueMasker, stats: MaskStats) -> None:
         self.plan = plan
@@ -81,6 +81,11 @@ class RowMasker:
             c.index: masker.memo((c.entity, c.strategy, c.ctype, c.binary))
             for c in plan.columns
             if c.entity is not None
+        }
+        self._fns = {
+            c.index: masker.whole_fn(c.entity, c.strategy, c.ctype, c.binary)
+            for c in plan.columns
+            if c.entity is not None and c.strategy is not None
         }
         self._counts: dict[int, int] = dict.fromkeys(self._memo, 0)
         stats.maskers.append(self)
@@ -101,10 +106,7 @@ class RowMasker:
             memo = self._memo[column.index]
             masked = memo.get(value, UNCHANGED)
             if masked is UNCHANGED:
-                assert column.strategy is not None
-                masked = self._masker.whole(
-                    value, entity, column.strategy, column.ctype, column.binary
-                )
+                masked = self._fns[column.index](value)
                 if len(memo) >= _MEMO_LIMIT:
                     memo.clear()
                 memo[value] = masked
