@@ -159,3 +159,14 @@ def test_an_unmask_grant_shows_what_it_names_and_nothing_more(
         assert EMAIL not in agent.stdout, agent.stdout
     finally:
         stop_dbward(granted)
+
+
+def test_a_column_renamed_through_dbward_is_classified_by_its_new_name(server: Dbward) -> None:
+    table = f"renamed_{uuid.uuid4().hex[:8]}"
+    upstream_exec(server, f"CREATE TABLE {table} (id int, label text)")
+    upstream_exec(server, f"INSERT INTO {table} VALUES (1, 'Grace Hopper')")
+    before = psql(server, "-At", "-c", f"SELECT label FROM {table}").stdout
+    assert "Grace Hopper" in before, before
+    psql(server, "-c", f"ALTER TABLE {table} RENAME COLUMN label TO full_name")
+    after = psql(server, "-At", "-c", f"SELECT * FROM {table}").stdout
+    assert "Grace Hopper" not in after, after

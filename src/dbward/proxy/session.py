@@ -43,7 +43,7 @@ from dbward.proxy.handshake import Established, Handshake, SessionEnded, fatal
 from dbward.proxy.masking import NOTHING_TO_MASK, SessionMasking, statement_shape
 from dbward.proxy.recorder import SessionRecorder
 from dbward.proxy.tracking import FinishedStatement, StatementTracker
-from dbward.sql.facts import Analysis
+from dbward.sql.facts import Analysis, StatementKind
 
 log = logging.getLogger(__name__)
 
@@ -518,6 +518,9 @@ class Session:
         ``incomplete``: the connection ended before the statement did.
         """
         self.statements += 1
+        analysis = done.analysis
+        if analysis is not None and any(f.kind is StatementKind.DDL for f in analysis.statements):
+            self.masking.forget_schema()  # a renamed column is looked up again
         data: dict[str, Any] = {
             "statement": self._audit_text(done.text, done.analysis),
             "protocol": done.protocol,
