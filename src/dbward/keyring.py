@@ -59,7 +59,7 @@ def load_keyring(state_dir: Path) -> Keyring:
     try:
         data = json.loads(path.read_bytes())
         keys = {n: base64.b64decode(k, validate=True) for n, k in data["keys"].items()}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(
             f"cannot read dbward's keyring {path}: {type(exc).__name__}; restore it from a "
             "backup (a new keyring changes every pseudonym)"

@@ -37,7 +37,9 @@ _EXACT: dict[str, Entity] = {
     "ssn": Entity.SSN, "social_security_number": Entity.SSN, "social_security": Entity.SSN,
     "iban": Entity.IBAN, "bank_account": Entity.IBAN, "account_number": Entity.IBAN,
     "ip": Entity.IP, "ip_address": Entity.IP, "ipaddress": Entity.IP, "ip_addr": Entity.IP,
-    "remote_addr": Entity.IP, "client_ip": Entity.IP, "ipv4": Entity.IP, "ipv6": Entity.IP,
+    "remote_addr": Entity.IP, "client_ip_address": Entity.IP,
+    "ipv4_address": Entity.IP, "ipv6_address": Entity.IP,
+    "client_ip": Entity.IP, "ipv4": Entity.IP, "ipv6": Entity.IP,
     "dob": Entity.DOB, "date_of_birth": Entity.DOB, "birth_date": Entity.DOB,
     "birthdate": Entity.DOB, "birthday": Entity.DOB, "born_on": Entity.DOB, "born": Entity.DOB,
     "birth_day": Entity.DOB,
@@ -96,10 +98,14 @@ _PERSON_TABLES = frozenset(
      "recipient", "recipients", "beneficiary", "beneficiaries", "signup", "signups"}
 )  # fmt: skip
 _PERSON_WORDS: dict[str, Entity] = {
-    "name": Entity.PERSON_NAME, "first": Entity.PERSON_NAME, "last": Entity.PERSON_NAME,
-    "forename": Entity.PERSON_NAME, "city": Entity.ADDRESS, "line1": Entity.ADDRESS,
-    "line2": Entity.ADDRESS, "birth": Entity.DOB, "born": Entity.DOB,
+    "name": Entity.PERSON_NAME, "forename": Entity.PERSON_NAME, "city": Entity.ADDRESS,
+    "line1": Entity.ADDRESS, "line2": Entity.ADDRESS,
 }  # fmt: skip
+_PERSON_ALONE = {
+    "first": Entity.PERSON_NAME, "last": Entity.PERSON_NAME, "birth": Entity.DOB,
+    "born": Entity.DOB,
+}  # fmt: skip
+_FLAG_WORDS = frozenset({"is", "has", "uses", "use", "needs", "requires", "allow", "show"})
 
 # Columns of free text: scanned for PII inside the text whatever their type.
 _FREE_TEXT = frozenset(
@@ -144,17 +150,21 @@ def classify(column: str, table: str | None = None) -> Classification:
     parts = words(column)
     if not parts:
         return NOTHING
+    if parts[0] in _FLAG_WORDS and len(parts) > 1:
+        return NOTHING  # is_secret, has_token: a flag about it, not the thing
     joined = "_".join(parts)
     entity = _EXACT.get(joined) or _secret(parts)
     if entity is None and len(parts) > 1:
-        entity = _EXACT.get(parts[-1]) or _EXACT.get("_".join(parts[-2:]))
+        entity = _EXACT.get("_".join(parts[-2:])) or _EXACT.get(parts[-1])
     if (
         entity is None
         and table is not None
         and words(table)[-1:]
         and (words(table)[-1] in _PERSON_TABLES)
     ):
-        entity = _PERSON_WORDS.get(parts[-1]) or _PERSON_WORDS.get(parts[0])
+        entity = _PERSON_WORDS.get(parts[-1])
+        if entity is None and len(parts) == 1:
+            entity = _PERSON_ALONE.get(parts[0])
     if entity is not None:
         return Classification(entity, False)
     if parts[-1] in _FREE_TEXT or joined in _FREE_TEXT:

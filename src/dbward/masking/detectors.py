@@ -36,6 +36,7 @@ class Detector:
     validate: Callable[[str], bool] | None = None
     # A candidate right after text matching this is something else (an order number).
     not_after: re.Pattern[bytes] | None = None
+    shrink: bool = False  # a rejected candidate is retried without its trailing groups
 
 
 def _jwt(text: str) -> bool:
@@ -47,8 +48,13 @@ def _jwt(text: str) -> bool:
     return isinstance(decoded, dict) and "alg" in decoded
 
 
+_FILE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "css", "js", "ico", "pdf"})
+
+
 def _email(text: str) -> bool:
     local, _, domain = text.rpartition("@")
+    if domain.rpartition(".")[2].lower() in _FILE_SUFFIXES:
+        return False  # image@2x.png
     return not (local.startswith(".") or local.endswith(".") or ".." in text or "-." in domain)
 
 
@@ -62,7 +68,9 @@ def _high_entropy(text: str) -> bool:
 
 
 _NOT_PHONE = re.compile(
-    r"\d{4}[-./]\d{1,2}[-./]\d{1,2}.*|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{3}-\d{2}-\d{4}"
+    r"\d{4}[-./]\d{1,2}[-./]\d{1,2}.*|\d{1,2}[-./]\d{1,2}[-./](?:\d{4}|\d{2})(?:[ T].*)?"
+    r"|\d{3}-\d{2}-\d{4}"
+    r"|\d{4}-\d{4}|\d{5}-\d{4}"  # a span of years, a ZIP+4 code
 )
 
 
@@ -165,6 +173,7 @@ DETECTORS: tuple[Detector, ...] = (
         rb"(?:[2-6]\d{3}|1800)(?:[ -]?\d){8,15}",
         _rx(_L + r"(?P<value>(?:[2-6]\d{3}|1800)(?:[ -]?\d{1,4}){2,5})" + _R),
         validators.card,
+        shrink=True,
     ),
     Detector(
         "iban",
@@ -262,8 +271,10 @@ DETECTORS: tuple[Detector, ...] = (
         ),
         _phone,
         re.compile(
-            rb"(?i)(?:\bid|order|ref|invoice|ticket|sku|account|acct|no\.?|number|#)\s*[:=#]?\s*$"
+            rb"(?i)(?:\bid|order|\bref|invoice|ticket|sku|account|acct|serial|batch|count|#)"
+            rb"\s*[:=#]?\s*$"
         ),
+        shrink=True,
     ),
 )
 """In priority order: where two detections overlap, the earlier detector wins."""

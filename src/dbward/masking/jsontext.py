@@ -22,14 +22,37 @@ if TYPE_CHECKING:
 _PAIR = re.compile(rb'"(?P<key>[^"\\]{1,64})"\s*:\s*(?P<value>"(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*)')
 
 
+def unquoted(text: str) -> str:
+    """A JSON string value's text (a whole value is masked as what it says); other JSON
+    values as written."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
+
+
 def whole(masked: str) -> bytes:
     """A whole JSON value replaced by the masked text, as a JSON string."""
     return json.dumps(masked, ensure_ascii=False).encode()
 
 
-def _by_key(body: bytes, masker: ValueMasker, found: Found) -> bytes:
+_ESCAPE = re.compile(rb"\\(?:u[0-9A-Fa-f]{4}|.)")
+
+
+def _blank_escapes(body: bytes) -> bytes:
+    """``body`` with each escape sequence (``\n``, ``\u00e9``) replaced by as many spaces:
+    offsets stay the same, and ``\nalice@x.io`` no longer reads as ``nalice@x.io``."""
+    if b"\\" not in body:
+        return body
+    return _ESCAPE.sub(lambda m: b" " * len(m.group(0)), body)
+
+
+def _by_key(body: bytes, masker: ValueMasker, found: Found, done: list[tuple[int, int]]) -> bytes:
+    """Values under PII keys masked whole; ``done`` gets their spans in the result."""
     parts: list[bytes] = []
     pos = 0
+    size = 0
     for match in _PAIR.finditer(body):
         entity = classify(match.group("key").decode("utf-8", "replace")).entity
         if entity is None or entity in masker.unmasked:
@@ -45,7 +68,10 @@ def _by_key(body: bytes, masker: ValueMasker, found: Found) -> bytes:
             new = b"0"  # a number under a PII key: keep it a number
         start, end = match.span("value")
         parts.append(body[pos:start])
+        size += start - pos
+        done.append((size, size + len(new)))
         parts.append(new)
+        size += len(new)
         pos = end
         found.append(entity)
     if not parts:
@@ -57,8 +83,13 @@ def _by_key(body: bytes, masker: ValueMasker, found: Found) -> bytes:
 def scan(body: bytes, masker: ValueMasker, found: Found) -> bytes | None:
     """The JSON text ``body`` with PII masked inside; None if there was nothing to mask."""
     before = len(found)
-    keyed = _by_key(body, masker, found) if b'":' in body or b'" :' in body else body
-    hits = masker.hits(keyed)
+    done: list[tuple[int, int]] = []
+    keyed = _by_key(body, masker, found, done) if b'":' in body or b'" :' in body else body
+    hits = [
+        h
+        for h in masker.hits(_blank_escapes(keyed))
+        if not any(start < h.end and h.start < end for start, end in done)
+    ]
     if not hits and keyed is body:
         return None
     parts: list[bytes] = []

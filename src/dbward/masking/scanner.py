@@ -7,6 +7,7 @@ nothing that looks like PII costs one native call.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import hyperscan
@@ -56,28 +57,76 @@ class Scanner:
         self._database.scan(data, match_event_handler=self._on_match)
         return found[:] if found else []
 
+    @staticmethod
+    def _accept(
+        detector: Detector, data: bytes, start: int, end: int, hits: list[Hit]
+    ) -> int | None:
+        """Where the PII starting at ``start`` ends, or None. A candidate that fails its
+        check is cut back at its separators: a card followed by its expiry date, two
+        phone numbers in a row."""
+        before = detector.not_after
+        if before is not None and before.search(data, max(start - 20, 0), start):
+            return None
+        ends = [end]
+        if detector.shrink:
+            ends += _cuts(data, start, end)
+        for stop in ends:
+            if any(h.start < stop and start < h.end for h in hits):
+                continue  # an earlier (higher-priority) detector has this text
+            if detector.validate is None:
+                return stop
+            text = data[start:stop].decode("utf-8", "replace")
+            if detector.validate(text):
+                return stop
+        return None
+
     def find(self, data: bytes) -> list[Hit]:
         """The PII spans in ``data``, validated, without overlaps, in order."""
         ids = self.candidates(data)
         if not ids:
             return []
         hits: list[Hit] = []
-        for index in sorted(ids):
+        for index in sorted(set(ids)):
             detector = self.detectors[index]
-            for match in detector.pattern.finditer(data):
+            pos = 0
+            while True:
+                match = detector.pattern.search(data, pos)
+                if match is None:
+                    break
                 start, end = match.span("value")
-                if any(h.start < end and start < h.end for h in hits):
-                    continue  # an earlier (higher-priority) detector has this text
-                before = detector.not_after
-                if before is not None and before.search(data, max(start - 20, 0), start):
+                found = self._accept(detector, data, start, end, hits)
+                if found is None:
+                    # A stray short number before a phone ("qty 3 212-555-0143") is
+                    # skipped; a long rejected number is not searched for smaller ones.
+                    lead = _LEAD.match(data, start)
+                    pos = start + 1 if lead is not None else end
                     continue
-                if detector.validate is not None:
-                    text = data[start:end].decode("utf-8", "replace")
-                    if not detector.validate(text):
-                        continue
-                hits.append(Hit(start, end, detector.entity, detector.name))
+                hits.append(Hit(start, found, detector.entity, detector.name))
+                pos = found
         hits.sort(key=lambda h: h.start)
         return hits
+
+
+_SEPARATOR_RUN = re.compile(rb"[ -]+")
+_LEAD = re.compile(rb"\+?\d{1,2}[ -]")
+
+
+def _cuts(data: bytes, start: int, end: int) -> list[int]:
+    """Where a rejected number may end instead, longest first: before a change of
+    separator (``212-555-0143 212-555-0144``, or two spaces after one) or before a
+    short tail (an expiry date or a CVV after a card), never inside a run of like
+    groups (a tracking number is not a card followed by more digits)."""
+    runs = [(m.start(), m.group(0)) for m in _SEPARATOR_RUN.finditer(data, start + 1, end)]
+    cuts = []
+    previous_end = start
+    for index, (position, run) in enumerate(runs):
+        changed = index > 0 and runs[index - 1][1] != run
+        tail = sum(1 for c in data[position:end] if 48 <= c <= 57)
+        group = position - previous_end
+        if changed or (tail <= 4 and tail != group):
+            cuts.append(position)
+        previous_end = position + len(run)
+    return cuts[::-1]
 
 
 _shared: Scanner | None = None

@@ -33,12 +33,28 @@ _CARD_PREFIXES = ("2", "3", "4", "5", "6", "1800")
 _MAESTRO = ("50", "56", "57", "58", "6")
 
 
+_CARD_LENGTHS: tuple[tuple[str, frozenset[int]], ...] = (
+    ("34", frozenset({15})), ("37", frozenset({15})), ("1800", frozenset({15})),
+    ("2131", frozenset({15})),
+    ("35", frozenset(range(16, 20))), ("30", frozenset(range(14, 20))),
+    ("36", frozenset(range(14, 20))), ("38", frozenset(range(14, 20))),
+    ("39", frozenset(range(14, 20))), ("4", frozenset({13, 16, 19})),
+    ("2", frozenset({16})), ("51", frozenset({16})), ("52", frozenset({16})),
+    ("53", frozenset({16})), ("54", frozenset({16})), ("55", frozenset({16})),
+)  # fmt: skip
+
+
 def card(text: str) -> bool:
     """Luhn plus an issuer prefix: 2 and 5 Mastercard, 3 Amex/Diners/JCB, 4 Visa, 6
     Discover/Maestro, 1800 JCB; 12 digits only for Maestro."""
     number = digits(text)
     if len(number) == 12 and not number.startswith(_MAESTRO):
         return False
+    for prefix, lengths in _CARD_LENGTHS:  # the most specific prefix first
+        if number.startswith(prefix):
+            if len(number) not in lengths:
+                return False  # e.g. 18 digits starting 37: not an Amex (an IBAN's digits)
+            break
     return number.startswith(_CARD_PREFIXES) and luhn(number)
 
 
@@ -97,6 +113,7 @@ def ip_address(text: str) -> bool:
 
 
 _REGIONS = ("US", "GB", "DE", "FR", "IT", "ES")
+_AREA_CODE = re.compile(r"(?:\+\d{1,3}\s?)?\(\d")
 _EXTENSION = re.compile(r"\s*(?:x|ext\.?)\s*\d{1,6}$", re.IGNORECASE)
 
 
@@ -126,18 +143,31 @@ def phone(text: str) -> bool:
     separators = set(re.findall(r"[\s().-]", body))
     if separators == {"."} and body.count(".") < 2:
         return False
+    if "." in separators and " " in separators:
+        return False  # decimals in a list (40.7128 -74.0060), not a phone number
     if body.startswith("00"):
         body = "+" + body[2:]
     if body.startswith("+"):
         return len(set(digits(body))) > 2 and _parses(body, None, valid=False)
     if len(set(digits(body))) <= 2:
         return False  # 000 000 0000, 555-5555: placeholders
+    if "(" in body and not _AREA_CODE.match(body):
+        return False  # "12 (212) 555-0143": the parentheses are not after a country code
     strong = "(" in body or len(body) < len(text.strip())
     if not separators:
         if body.startswith("3") and len(body) in (10, 11):  # an Italian mobile
-            return _parses(body, "IT", valid=False)
+            return _parses(body, "IT", valid=True)
         if not _bare_national(body):
             return False
+    elif not strong:
+        groups = re.findall(r"\d+", body)
+        nanp_long = groups[0] == "1" and count == 11  # 1-800-555-0199
+        french = body.startswith("0") and count == 10  # 01 42 68 53 00
+        short_groups = max(map(len, groups)) < 3 and not french
+        if short_groups or (len(groups[0]) < 2 and not nanp_long) or count > 12:
+            return False  # sizes 12 14 16, "qty 3 212-...": not how numbers are grouped
+        if count < 10 and not body.startswith("0"):
+            return False  # 10.0.19041.1: too short to dial without a trunk prefix
     if body.startswith("(00"):  # "(00429) 620960": an area code with its trunk 0 doubled
         body = "(" + body[2:]
     return any(_parses(body, region, valid=not strong) for region in _REGIONS)

@@ -138,9 +138,10 @@ class ValueMasker:
             return None
         if ctype.array:
             element = ctype.element()
-            return self._array(
+            masked = self._array(
                 value, ctype, binary, lambda v: self._scalar(v, entity, strategy, element, binary)
             )
+            return value if masked is None else masked  # None: no element to mask
         return self._scalar(value, entity, strategy, ctype, binary)
 
     def _scalar(
@@ -153,7 +154,9 @@ class ValueMasker:
             ).encode()
         if kind in (Kind.JSON, Kind.JSONB):
             masked = jsontext.whole(
-                self._text(entity, strategy, self._json_text(value, kind, binary))
+                self._text(
+                    entity, strategy, jsontext.unquoted(self._json_text(value, kind, binary))
+                )
             )
             return b"\x01" + masked if kind is Kind.JSONB and binary else masked
         handler = _TYPED.get(kind)
