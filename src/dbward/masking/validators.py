@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -113,6 +114,7 @@ def ip_address(text: str) -> bool:
 
 
 _REGIONS = ("US", "GB", "DE", "FR", "IT", "ES")
+_TRUNK_REGIONS = ("GB", "DE", "FR", "IT", "ES")  # a leading 0 is never a NANP number
 _AREA_CODE = re.compile(r"(?:\+\d{1,3}\s?)?\(\d")
 _EXTENSION = re.compile(r"\s*(?:x|ext\.?)\s*\d{1,6}$", re.IGNORECASE)
 
@@ -148,7 +150,7 @@ def phone(text: str) -> bool:
     if body.startswith("00"):
         body = "+" + body[2:]
     if body.startswith("+"):
-        return len(set(digits(body))) > 2 and _parses(body, None, valid=False)
+        return len(set(digits(body))) > 2 and _possible_international(body)
     if len(set(digits(body))) <= 2:
         return False  # 000 000 0000, 555-5555: placeholders
     if "(" in body and not _AREA_CODE.match(body):
@@ -170,7 +172,41 @@ def phone(text: str) -> bool:
             return False  # 10.0.19041.1: too short to dial without a trunk prefix
     if body.startswith("(00"):  # "(00429) 620960": an area code with its trunk 0 doubled
         body = "(" + body[2:]
-    return any(_parses(body, region, valid=not strong) for region in _REGIONS)
+    regions = _TRUNK_REGIONS if body.lstrip("(").startswith("0") else _REGIONS
+    return any(_parses(body, region, valid=not strong) for region in regions)
+
+
+def _possible_international(body: str) -> bool:
+    """What libphonenumber's is_possible_number says of ``+CC ...``, by its country
+    codes and lengths alone, without its (slow) parser: a known country code, then 4 to
+    13 national digits (a "(0)" trunk prefix not counted)."""
+    number = digits(body)
+    if number.startswith("0"):
+        return False  # no country code starts with 0 (a GTIN-14 with leading zeros)
+    for size in (1, 2, 3):
+        lengths = _possible_lengths(int(number[:size]))
+        if lengths:
+            national = number[size:]
+            if "(0)" in body and national.startswith("0"):
+                national = national[1:]
+            return len(national) in lengths
+    return False
+
+
+@functools.lru_cache(maxsize=512)
+def _possible_lengths(country_code: int) -> frozenset[int]:
+    """The national number lengths libphonenumber's metadata allows after a country code."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
+    if not regions:
+        return frozenset()
+    lengths: set[int] = set()
+    for region in regions:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+            country_code, region
+        )
+        if metadata is not None and metadata.general_desc is not None:
+            lengths.update(metadata.general_desc.possible_length or ())
+    return frozenset(lengths)
 
 
 def _bare_national(number: str) -> bool:
