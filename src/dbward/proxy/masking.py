@@ -34,6 +34,7 @@ NOTHING_TO_MASK = object()
 """A result whose plan is empty: its rows pass untouched."""
 
 _TEXT = column_type(25)
+_PLAN_CACHE = 256
 _NOTICE_FIELDS = frozenset(b"MDHWqp")  # message, detail, hint, where, internal query/position
 _KEY_DETAIL = re.compile(r"Key \((?P<columns>[^)]*)\)=\((?P<values>.*)\)(?P<rest> .*)$", re.S)
 _FAILING_ROW = re.compile(r"(Failing row contains \()(.*)(\)\.?)$", re.S)
@@ -48,6 +49,7 @@ class SessionMasking:
         self.catalog = catalog
         self._pseudonyms = Pseudonymizer(keyring.key("pseudonym"))
         self._policy: object = None
+        self._plans: dict[tuple[Field, ...], ResultPlan] = {}
         self.rules = MaskingRules()
         self.values = self._values()
         self._refresh()
@@ -66,6 +68,7 @@ class SessionMasking:
             self._policy = policy
             self.rules = masking_rules(policy, self.subject)
             self.values = self._values()
+            self._plans.clear()
 
     @property
     def keep_literals(self) -> bool:
@@ -112,10 +115,20 @@ class SessionMasking:
             log.warning("%s; the COPY's values are scanned by content only", exc.message)
 
     def plan(self, fields: list[Field]) -> ResultPlan:
+        """The plan for a result with these columns; the same columns again (the same
+        query, another execution) reuse it until the rules or the schema change."""
+        key = tuple(fields)
+        found = self._plans.get(key)
+        if found is not None:
+            return found
         catalog = self.catalog
         origins = catalog.origins if catalog is not None else {}
         bases = catalog.bases if catalog is not None else {}
-        return build_plan(fields, origins, self.rules, bases)
+        plan = build_plan(fields, origins, self.rules, bases)
+        if len(self._plans) >= _PLAN_CACHE:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     def row_masker(self, fields: list[Field], stats: MaskStats) -> RowMasker | object:
         """What masks this result's rows, or NOTHING_TO_MASK."""
@@ -154,6 +167,7 @@ class SessionMasking:
         return CopyMasker(options, None, unknown)
 
     def forget_schema(self) -> None:
+        self._plans.clear()
         if self.catalog is not None:
             self.catalog.forget()
 
