@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from dbward.keyring import Keyring
@@ -49,7 +51,7 @@ class SessionMasking:
         self.catalog = catalog
         self._pseudonyms = Pseudonymizer(keyring.key("pseudonym"))
         self._policy: object = None
-        self._plans: dict[tuple[Field, ...], ResultPlan] = {}
+        self._plans: dict[int, tuple[list[Field], ResultPlan, float]] = {}
         self.rules = MaskingRules()
         self.values = self._values()
         self._refresh()
@@ -114,28 +116,35 @@ class SessionMasking:
         except CatalogError as exc:
             log.warning("%s; the COPY's values are scanned by content only", exc.message)
 
+    def known_plan(self, fields: list[Field]) -> ResultPlan | None:
+        """The plan made for this very list of columns (the tracker hands out the same
+        list for the same description) within the last few seconds, if any."""
+        entry = self._plans.get(id(fields))
+        if entry is None or entry[0] is not fields or time.monotonic() > entry[2]:
+            return None
+        return entry[1]
+
     def plan(self, fields: list[Field]) -> ResultPlan:
-        """The plan for a result with these columns; the same columns again (the same
-        query, another execution) reuse it until the rules or the schema change."""
-        key = tuple(fields)
-        found = self._plans.get(key)
-        if found is not None:
-            return found
+        """The plan for a result with these columns, kept for the same columns again
+        until the rules or the schema change (or a catalog answer may be stale)."""
         catalog = self.catalog
         origins = catalog.origins if catalog is not None else {}
         bases = catalog.bases if catalog is not None else {}
         plan = build_plan(fields, origins, self.rules, bases)
         if len(self._plans) >= _PLAN_CACHE:
             self._plans.clear()
-        self._plans[key] = plan
+        expiry = time.monotonic() + (catalog.ttl if catalog is not None else 60.0) / 2
+        self._plans[id(fields)] = (fields, plan, expiry)
         return plan
 
-    def row_masker(self, fields: list[Field], stats: MaskStats) -> RowMasker | object:
+    def row_masker(
+        self, fields: list[Field], stats: Callable[[], MaskStats], plan: ResultPlan | None = None
+    ) -> RowMasker | object:
         """What masks this result's rows, or NOTHING_TO_MASK."""
-        plan = self.plan(fields)
+        plan = plan or self.plan(fields)
         if not plan.active:
             return NOTHING_TO_MASK
-        return RowMasker(plan, self.values, stats)
+        return RowMasker(plan, self.values, stats())
 
     def copy_masker(
         self, options: CopyOptions, fields: list[Field] | None, stats: MaskStats
@@ -151,7 +160,7 @@ class SessionMasking:
             typed = [
                 Field(f.name, f.table_oid, f.attnum, f.type_oid, f.typmod, binary) for f in chosen
             ]
-            masker = self.row_masker(typed, stats)
+            masker = self.row_masker(typed, lambda: stats)
             if masker is NOTHING_TO_MASK:
                 return NOTHING_TO_MASK
             assert isinstance(masker, RowMasker)
@@ -161,7 +170,7 @@ class SessionMasking:
             if options.binary:
                 return None  # binary values of unknown types cannot be scanned: NULL them
             columns = [Field(f"column {i + 1}") for i in range(width)]
-            masker = self.row_masker(columns, stats)
+            masker = self.row_masker(columns, lambda: stats)
             return masker if isinstance(masker, RowMasker) else None
 
         return CopyMasker(options, None, unknown)

@@ -416,19 +416,26 @@ class Session:
             return NOTHING_TO_MASK
         if head.result is not None:
             return head.result
-        if head.masked is None:
-            head.masked = MaskStats()
         if kind == _COPY_DATA:
+            if head.masked is None:
+                head.masked = MaskStats()
             return self._copy_masking(head)
-        fields = self.tracker.result_fields()
-        if fields is None:
-            fields = []
-        if self.masking.needs_catalog(fields):
-            self._loading = self.masking.load(fields)
+        fields = self.tracker.result_fields() or []
+        masking = self.masking
+        plan = masking.known_plan(fields)
+        if plan is None and masking.needs_catalog(fields):
+            self._loading = masking.load(fields)
             return _HOLD
-        masker = self.masking.row_masker(fields, head.masked)
+        masker = masking.row_masker(fields, lambda: self._stats(head), plan)
         head.result = masker
         return masker
+
+    @staticmethod
+    def _stats(head: Any) -> MaskStats:
+        if head.masked is None:
+            head.masked = MaskStats()
+        stats: MaskStats = head.masked
+        return stats
 
     def _copy_masking(self, head: Any) -> Any:
         options = copy_options(head.text) or CopyOptions()

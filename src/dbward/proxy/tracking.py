@@ -23,6 +23,7 @@ from dbward.proxy.results import bind_result_formats, row_description, with_form
 from dbward.sql.facts import Analysis, StatementFacts
 
 _NUL = 0
+_SEEN_LIMIT = 512
 DENIED_SQLSTATE = "42501"
 
 
@@ -180,6 +181,8 @@ class StatementTracker:
         self._portals: dict[str, tuple[str, str, _Checked | None]] = {}
         self._descriptions: dict[str, list[Field]] = {}  # statement name -> its columns
         self._shapes: dict[str, _Shape] = {}  # portal name -> what it returns
+        self._seen: dict[bytes, list[Field]] = {}  # RowDescription payload -> its columns
+        self._formatted: dict[tuple[int, tuple[int, ...]], tuple[list[Field], list[Field]]] = {}
         self._last_tag: str | None = None  # of the last COMMIT / ROLLBACK
         self.transaction_status = "I"
         # After an error in the extended protocol the server ignores everything up to the
@@ -385,13 +388,13 @@ class StatementTracker:
                 ops.popleft()
                 shape = head.shape
                 if shape is not None:
-                    fields = row_description(buf, start, end)
+                    fields = self._description(buf, start, end)
                     if shape.is_portal:
-                        shape.fields = with_formats(fields, shape.formats)
+                        shape.fields = self._with_formats(fields, shape.formats)
                     else:
                         self._descriptions[shape.statement] = fields
             elif head.kind == _Q:  # the next result of a simple Query
-                head.fields = row_description(buf, start, end)
+                head.fields = self._description(buf, start, end)
                 head.result = None
         return None
 
@@ -408,7 +411,28 @@ class StatementTracker:
         if shape.fields is not None:
             return shape.fields
         described = self._descriptions.get(shape.statement)
-        return with_formats(described, shape.formats) if described is not None else None
+        return self._with_formats(described, shape.formats) if described is not None else None
+
+    def _description(self, buf: bytes, start: int, end: int) -> list[Field]:
+        """The columns of a RowDescription; the same description again gives the same
+        list, so what depends on it (the masking plan) is worked out once."""
+        raw = buf[start:end]
+        found = self._seen.get(raw)
+        if found is None:
+            if len(self._seen) >= _SEEN_LIMIT:
+                self._seen.clear()
+                self._formatted.clear()
+            found = self._seen[raw] = row_description(buf, start, end)
+        return found
+
+    def _with_formats(self, fields: list[Field], formats: tuple[int, ...]) -> list[Field]:
+        key = (id(fields), formats)
+        entry = self._formatted.get(key)
+        if entry is not None and entry[0] is fields:
+            return entry[1]
+        result = with_formats(fields, formats)
+        self._formatted[key] = (fields, result)
+        return result
 
     @property
     def head(self) -> _Op | None:
