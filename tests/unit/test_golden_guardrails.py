@@ -21,18 +21,17 @@ shape seen earlier does not decide a later one seed the cache with ``before``
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from dbward.identity.models import IdentityKind
 from dbward.policy.decide import Subject, decide
 from dbward.policy.loader import default_policy
 from dbward.sql.cache import AnalysisCache
 from dbward.sql.session import SqlSession
+from tests.golden import case_id, load_cases
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "guardrails"
 
@@ -52,30 +51,14 @@ RULES = frozenset(
 )
 UNPARSABLE = "guardrail:unparsable"
 MIN_CASES = 220
-ID_SQL_CHARS = 40
-
-
-def _load(path: Path) -> list[dict[str, Any]]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, list):
-        raise TypeError(f"{path.name}: a fixture file holds a YAML list of cases")
-    return data
-
-
-def _case_id(stem: str, index: int, sql: object) -> str:
-    text = re.sub(r"\s+", " ", str(sql)).strip()
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    if len(text) > ID_SQL_CHARS:
-        text = text[:ID_SQL_CHARS] + "..."
-    return f"{stem}:{index:03d}:{text or '<empty>'}"
 
 
 def _params() -> list[Any]:
     params = []
     for path in sorted(FIXTURES.glob("*.yaml")):
-        for index, case in enumerate(_load(path)):
+        for index, case in enumerate(load_cases(path)):
             sql = case.get("sql") if isinstance(case, dict) else case
-            params.append(pytest.param(case, id=_case_id(path.stem, index, sql)))
+            params.append(pytest.param(case, id=case_id(path.stem, index, sql)))
     return params
 
 
@@ -123,7 +106,7 @@ def _problems(case: object) -> list[str]:
 def test_fixture_files_are_well_formed() -> None:
     problems = []
     for path in sorted(FIXTURES.glob("*.yaml")):
-        for index, case in enumerate(_load(path)):
+        for index, case in enumerate(load_cases(path)):
             problems += [f"{path.name}[{index}]: {p}" for p in _problems(case)]
     assert not problems, "\n".join(problems)
 

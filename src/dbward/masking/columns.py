@@ -9,6 +9,7 @@ in ``products`` it is not.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -145,6 +146,7 @@ def _secret(parts: tuple[str, ...]) -> Entity | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def classify(column: str, table: str | None = None) -> Classification:
     """What the column ``column`` of ``table`` (unqualified; None if unknown) holds."""
     parts = words(column)

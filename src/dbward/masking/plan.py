@@ -79,15 +79,12 @@ class ColumnPlan:
 
 @dataclass(frozen=True, slots=True)
 class ResultPlan:
-    width: int
+    width: int  # columns in the result
     columns: tuple[ColumnPlan, ...]  # only the columns with something to do
 
     @property
     def active(self) -> bool:
         return bool(self.columns)
-
-
-NO_PLAN = ResultPlan(0, ())
 
 
 def _manual(rules: MaskingRules, label: str | None) -> ColumnRule | None:

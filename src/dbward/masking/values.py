@@ -188,11 +188,7 @@ class ValueMasker:
 
     def _number(self, digits: str, entity: Entity, strategy: Strategy) -> str:
         if strategy is Strategy.PSEUDONYM:
-            return (
-                self.pseudonyms.token(Entity.CARD if entity is Entity.CARD else entity, digits)
-                if digits.isdigit()
-                else "0"
-            )
+            return self.pseudonyms.token(entity, digits) if digits.isdigit() else "0"
         if strategy is Strategy.PARTIAL:
             return digits[-4:] if len(digits) > 4 else "0"
         return "0"

@@ -17,7 +17,6 @@ from typing import Any
 from dbward.keyring import Keyring
 from dbward.masking.columns import classify
 from dbward.masking.copy import CopyMasker, CopyOptions
-from dbward.masking.entities import Entity
 from dbward.masking.plan import Field, MaskingRules, ResultPlan, build_plan
 from dbward.masking.rows import MaskStats, RowMasker
 from dbward.masking.scanner import shared_scanner
@@ -225,11 +224,8 @@ class SessionMasking:
         if not entities:
             return key.group(0)
         found.extend(entities)
-        masked = self._entity_text(entities[0], values) if len(columns) == 1 else "..."
+        masked = self.values.span_text(entities[0], values) if len(columns) == 1 else "..."
         return f"Key ({key.group('columns')})=({masked}){key.group('rest')}"
-
-    def _entity_text(self, entity: Entity, text: str) -> str:
-        return self.values.span_text(entity, text)
 
 
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$", re.S)

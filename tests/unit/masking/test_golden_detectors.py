@@ -26,17 +26,16 @@ base64 string is an AWS secret only next to a key word.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from dbward.masking.detectors import DETECTORS
 from dbward.masking.entities import Entity
 from dbward.masking.scanner import Scanner
+from tests.golden import case_id, load_cases
 from tests.unit.masking import support
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "masking"
@@ -44,31 +43,15 @@ KEYS = frozenset({"text", "expect", "why", "known_gap"})
 REQUIRED = frozenset({"text", "expect", "why"})
 ENTITIES = frozenset(e.value for e in Entity)
 MIN_CASES = 250
-ID_TEXT_CHARS = 40
 
 Detection = tuple[str, str]
-
-
-def _load(path: Path) -> list[dict[str, Any]]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, list):
-        raise TypeError(f"{path.name}: a fixture file holds a YAML list of cases")
-    return data
-
-
-def _case_id(stem: str, index: int, text: object) -> str:
-    shown = re.sub(r"\s+", " ", str(text)).strip()
-    shown = "".join(ch if ch.isprintable() else "?" for ch in shown)
-    if len(shown) > ID_TEXT_CHARS:
-        shown = shown[:ID_TEXT_CHARS] + "..."
-    return f"{stem}:{index:03d}:{shown or '<empty>'}"
 
 
 def _all_cases() -> list[tuple[str, int, dict[str, Any]]]:
     return [
         (path.stem, index, case)
         for path in sorted(FIXTURES.glob("*.yaml"))
-        for index, case in enumerate(_load(path))
+        for index, case in enumerate(load_cases(path))
     ]
 
 
@@ -78,7 +61,7 @@ def _params() -> list[Any]:
         gap = case.get("known_gap") if isinstance(case, dict) else None
         marks = [pytest.mark.xfail(strict=True, reason=str(gap))] if gap else []
         text = case.get("text") if isinstance(case, dict) else case
-        params.append(pytest.param(case, id=_case_id(stem, index, text), marks=marks))
+        params.append(pytest.param(case, id=case_id(stem, index, text), marks=marks))
     return params
 
 
@@ -164,7 +147,7 @@ def test_every_detector_has_a_passing_positive_case(scanner: Scanner) -> None:
 def test_every_entity_with_detectors_has_look_alikes() -> None:
     """Each file mixes positives and look-alikes that must not be detected."""
     for path in sorted(FIXTURES.glob("*.yaml")):
-        cases = _load(path)
+        cases = load_cases(path)
         if path.stem in ("lookalikes",):
             continue
         assert any(c["expect"] for c in cases), f"{path.name} has no positive case"
