@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dbward.codec.pg.framing import Frame
+from dbward.masking import native
 from dbward.masking.entities import Entity
 from dbward.masking.plan import ColumnPlan, ResultPlan
 from dbward.masking.values import Found, ValueMasker
@@ -19,6 +22,7 @@ _LEN = struct.Struct("!i")
 _COUNT = struct.Struct("!h")
 _MEMO_LIMIT = 8192
 UNCHANGED = object()  # what mask_value returns for a value it leaves alone
+_DATA_ROW = ord("D")
 
 
 @dataclass(slots=True)
@@ -66,61 +70,116 @@ class MaskStats:
 
 
 class RowMasker:
-    """Masks the rows of one result."""
+    """Masks the rows of one result: in C when the kernel is built (see :mod:`.native`),
+    else in Python, with the same results."""
 
-    __slots__ = ("_actions", "_counts", "_fns", "_last", "_masker", "_memo", "plan", "stats")
+    __slots__ = (
+        "_actions",
+        "_counts",
+        "_kernel",
+        "_last",
+        "_masker",
+        "_whole",
+        "plan",
+        "stats",
+    )
 
-    def __init__(self, plan: ResultPlan, masker: ValueMasker, stats: MaskStats) -> None:
+    def __init__(
+        self,
+        plan: ResultPlan,
+        masker: ValueMasker,
+        stats: MaskStats,
+        *,
+        use_native: bool | None = None,
+    ) -> None:
         self.plan = plan
         self._masker = masker
         self.stats = stats
         self._actions: dict[int, ColumnPlan] = {c.index: c for c in plan.columns}
         self._last = max(self._actions, default=-1)
-        # Whole-value masks are memoized per session (the masker's), per kind of column.
-        self._memo: dict[int, dict[bytes, bytes | None]] = {
-            c.index: masker.memo((c.entity, c.strategy, c.ctype, c.binary))
-            for c in plan.columns
-            if c.entity is not None
-        }
-        self._fns = {
-            c.index: masker.whole_fn(c.entity, c.strategy, c.ctype, c.binary)
-            for c in plan.columns
-            if c.entity is not None and c.strategy is not None
-        }
-        self._counts: dict[int, int] = dict.fromkeys(self._memo, 0)
+        self._whole = {c.index: self._memoized(c) for c in plan.columns if c.entity is not None}
+        self._counts: dict[int, int] = dict.fromkeys(self._whole, 0)
+        self._kernel: native.Kernel | None = None
+        if native.enabled() if use_native is None else use_native:
+            self._kernel = native.kernel_for(
+                plan.columns,
+                lambda column: self._whole[column.index],
+                lambda column: lambda value: self._scan(column, value),
+                masker.pseudonyms.key,
+            )
         stats.maskers.append(self)
+
+    def _memoized(self, column: ColumnPlan) -> Callable[[bytes], bytes | None]:
+        """The column's whole-value mask, memoized per session and kind of column."""
+        assert column.entity is not None
+        assert column.strategy is not None
+        masker = self._masker
+        memo = masker.memo((column.entity, column.strategy, column.ctype, column.binary))
+        fn = masker.whole_fn(column.entity, column.strategy, column.ctype, column.binary)
+
+        def whole(value: bytes) -> bytes | None:
+            masked = memo.get(value, UNCHANGED)
+            if masked is UNCHANGED:
+                masked = fn(value)
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                memo[value] = masked
+            return masked  # type: ignore[return-value]
+
+        return whole
 
     def flush(self) -> None:
         """Move the counts of whole-value masks into the statement's stats."""
-        for index, count in self._counts.items():
+        counts = self._counts
+        if self._kernel is not None:
+            for column, count in zip(self.plan.columns, self._kernel.counts(), strict=True):
+                if count:
+                    counts[column.index] += count
+        for index, count in counts.items():
             if count:
                 column = self._actions[index]
                 assert column.entity is not None
                 self.stats.add_whole(column.label, column.entity.value, count)
-                self._counts[index] = 0
+                counts[index] = 0
+
+    def _scan(self, column: ColumnPlan, value: bytes) -> bytes | None:
+        found: list[Entity] = []
+        scanned = self._masker.scan(value, column.ctype, column.binary, found)
+        if scanned is not None:
+            self.stats.add(column.label, found)
+        return scanned
 
     def mask_value(self, column: ColumnPlan, value: bytes) -> bytes | object | None:
         """The masked value, None for NULL, or ``UNCHANGED`` when it stays as it is."""
-        entity = column.entity
-        if entity is not None:
-            memo = self._memo[column.index]
-            masked = memo.get(value, UNCHANGED)
-            if masked is UNCHANGED:
-                masked = self._fns[column.index](value)
-                if len(memo) >= _MEMO_LIMIT:
-                    memo.clear()
-                memo[value] = masked
+        if column.entity is not None:
             self._counts[column.index] += 1
-            return masked
-        found: list[Entity] = []
-        scanned = self._masker.scan(value, column.ctype, column.binary, found)
-        if scanned is None:
-            return UNCHANGED
-        self.stats.add(column.label, found)
-        return scanned
+            return self._whole[column.index](value)
+        scanned = self._scan(column, value)
+        return UNCHANGED if scanned is None else scanned
+
+    def run(self, block: bytes, frames: list[Frame], index: int) -> tuple[int, bytes | None]:
+        """The DataRow messages ``frames[index:next]`` of ``block`` masked, as messages
+        (None if none changed), and ``next``: where the DataRows end."""
+        if self._kernel is not None:
+            return self._kernel.run(block, frames, index)
+        parts: list[bytes] = []
+        changed = False
+        stop = index
+        while stop < len(frames) and frames[stop][0] == _DATA_ROW:
+            _, start, end = frames[stop]
+            masked = self.rewrite(block, start, end)
+            if masked is None:
+                parts.append(block[start - 5 : end])
+            else:
+                changed = True
+                parts.append(b"D" + _LEN.pack(len(masked) + 4) + masked)
+            stop += 1
+        return stop, b"".join(parts) if changed else None
 
     def rewrite(self, payload: bytes, start: int, end: int) -> bytes | None:
         """The DataRow payload at ``payload[start:end]`` masked, or None if unchanged."""
+        if self._kernel is not None:
+            return self._kernel.row(payload, start, end)
         actions = self._actions
         last = self._last
         unpack = _LEN.unpack_from

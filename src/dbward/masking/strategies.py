@@ -38,6 +38,10 @@ class Pseudonymizer:
             raise ValueError("the pseudonym key must be at least 16 bytes")
         self._key = key
 
+    @property
+    def key(self) -> bytes:
+        return self._key
+
     def digest(self, entity: Entity, text: str) -> bytes:
         message = entity.value.encode() + b"\x00" + _normal(entity, text).encode()
         return hmac.digest(self._key, message, hashlib.sha256)

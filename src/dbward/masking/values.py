@@ -119,8 +119,8 @@ class ValueMasker:
         if strategy is Strategy.PARTIAL and entity is Entity.EMAIL:
             fallback = label(entity).encode()
             return lambda value: b"****@" + value.rpartition(b"@")[2] if b"@" in value else fallback
-        if strategy is Strategy.PARTIAL and entity in _KEEP_LAST:
-            keep = _KEEP_LAST[entity]
+        if strategy is Strategy.PARTIAL and entity in KEEP_LAST:
+            keep = KEEP_LAST[entity]
             return lambda value: _keep_last_bytes(value, keep)
         if strategy is Strategy.PSEUDONYM and entity is Entity.PERSON_NAME:
             digest = self.pseudonyms.digest
@@ -342,7 +342,7 @@ class ValueMasker:
         return arrays.map_binary(value, mask) if binary else arrays.map_text(value, mask)
 
 
-_KEEP_LAST = {Entity.CARD: 4, Entity.SSN: 4, Entity.PHONE: 2}
+KEEP_LAST = {Entity.CARD: 4, Entity.SSN: 4, Entity.PHONE: 2}
 _ALNUM_BYTES = re.compile(rb"[A-Za-z0-9]")
 
 

@@ -312,7 +312,9 @@ class Session:
         replaced: list[tuple[int, int, bytes]] = []
         limiting = tracker.limiting
         result: Any = None  # the masking of the result now streaming
-        for index in range(first, len(frames)):
+        index = first - 1
+        while index + 1 < len(frames):
+            index += 1
             kind, start, end = frames[index]
             if kind in (_DATA_ROW, _COPY_DATA):
                 if limiting and tracker.over_limit():
@@ -328,6 +330,14 @@ class Session:
                             self._release(block, base, start - 5, replaced, recorded, rows)
                             return
                     if result is not NOTHING_TO_MASK:
+                        if kind == _DATA_ROW and not limiting:
+                            # The whole run of DataRows in this block, at once.
+                            stop, run = result.run(block, frames, index)
+                            if run is not None:
+                                replaced.append((start - 5, frames[stop - 1][2], run))
+                            rows += stop - index
+                            index = stop - 1
+                            continue
                         masked = result.rewrite(block, start, end)
                         if masked is not None:
                             replaced.append((start - 5, end, _message(kind, masked)))
