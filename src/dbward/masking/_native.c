@@ -11,6 +11,7 @@
  * never says no where the scanner finds something).
  *
  * Results are identical to the pure-Python RowMasker's; the tests run both.
+ * value() masks one value (COPY's rows are split in Python).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -46,7 +47,8 @@ typedef struct {
     Py_ssize_t width;  /* 1 + the highest index with a Column */
     SHA256_CTX inner;  /* HMAC states after the padded key */
     SHA256_CTX outer;
-    char *buf; /* the output being built; reused between calls */
+    PyObject *unchanged; /* what value() returns for a value it leaves as it is */
+    char *buf;           /* the output being built; reused between calls */
     Py_ssize_t len;
     Py_ssize_t cap;
 } Kernel;
@@ -415,13 +417,18 @@ static int malformed(const char *what)
     return -1;
 }
 
-/* Append DataRow payload p[0:n], masked. 1 if a value changed, 0 if not, -1 on error. */
-static int mask_row(Kernel *k, const unsigned char *p, Py_ssize_t n)
+/* Append a tuple (int16 count, then int32 length and bytes per field) from p[0:n],
+   masked. With `whole`, all `count` fields are read and *used says where the tuple
+   ends (a COPY binary tuple); without, only the fields up to the last masked column
+   are read and the rest of p is copied (a DataRow). 1 if a value changed, 0 if not,
+   -1 on error. */
+static int mask_tuple(Kernel *k, const unsigned char *p, Py_ssize_t n, int whole,
+                      Py_ssize_t *used)
 {
     if (n < 2)
         return malformed("no column count");
     Py_ssize_t count = (Py_ssize_t)(int16_t)(((unsigned)p[0] << 8) | p[1]);
-    Py_ssize_t last = count < k->width ? count : k->width;
+    Py_ssize_t last = whole || count < k->width ? count : k->width;
     Py_ssize_t pos = 2, copied = 0;
     int changed = 0;
     for (Py_ssize_t i = 0; i < last; i++) {
@@ -432,7 +439,7 @@ static int mask_row(Kernel *k, const unsigned char *p, Py_ssize_t n)
         Py_ssize_t end = start + (length > 0 ? length : 0);
         if (end > n)
             return malformed("a value runs past the message");
-        Column *c = k->by_index[i];
+        Column *c = i < k->width ? k->by_index[i] : NULL;
         pos = end;
         if (c == NULL || length < 0)
             continue;
@@ -451,6 +458,97 @@ static int mask_row(Kernel *k, const unsigned char *p, Py_ssize_t n)
         put_int32(k->buf + at, outcome == IS_NULL ? -1 : (int32_t)(k->len - at - 4));
         copied = end;
         changed = 1;
+    }
+    Py_ssize_t stop = whole ? pos : n;
+    if (append(k, p + copied, stop - copied) < 0)
+        return -1;
+    if (used != NULL)
+        *used = stop;
+    return changed;
+}
+
+static int mask_row(Kernel *k, const unsigned char *p, Py_ssize_t n)
+{
+    return mask_tuple(k, p, n, 0, NULL);
+}
+
+/* ------------------------------------------------------------ COPY */
+
+static const unsigned char COPY_SIGNATURE[11] = "PGCOPY\n\xff\r\n";
+
+/* Append COPY binary data (an optional header, tuples, an optional trailer), masked. */
+static int mask_copy_binary(Kernel *k, const unsigned char *p, Py_ssize_t n)
+{
+    Py_ssize_t pos = 0;
+    int changed = 0;
+    if (n >= 19 && memcmp(p, COPY_SIGNATURE, 11) == 0) {
+        int32_t extension = get_int32(p + 15);
+        if (extension < 0 || 19 + (Py_ssize_t)extension > n)
+            return malformed("COPY header extension runs past the message");
+        pos = 19 + extension;
+        if (append(k, p, pos) < 0)
+            return -1;
+    }
+    while (n - pos >= 2) {
+        if (p[pos] & 0x80) /* a negative count: the trailer */
+            break;
+        Py_ssize_t used;
+        int row = mask_tuple(k, p + pos, n - pos, 1, &used);
+        if (row < 0)
+            return -1;
+        changed |= row;
+        pos += used;
+    }
+    if (append(k, p + pos, n - pos) < 0)
+        return -1;
+    return changed;
+}
+
+/* Append one COPY text line (no line break), masked: fields split at unescaped
+   delimiters, `null` for NULL. Whole-value fields with a backslash go to the column's
+   Python fallback (it unescapes and escapes); what C writes needs no escaping. */
+static int mask_copy_text(Kernel *k, const unsigned char *p, Py_ssize_t n, unsigned char delimiter,
+                          const unsigned char *null, Py_ssize_t null_len)
+{
+    Py_ssize_t start = 0, copied = 0, index = 0;
+    int changed = 0;
+    while (start <= n && index < k->width) {
+        Py_ssize_t end = start, backslash = 0;
+        while (end < n && p[end] != delimiter) {
+            if (p[end] == '\\') {
+                backslash = 1;
+                end++;
+            }
+            end++;
+        }
+        if (end > n)
+            end = n;
+        Column *c = k->by_index[index];
+        Py_ssize_t length = end - start;
+        if (c != NULL && !(length == null_len && memcmp(p + start, null, (size_t)null_len) == 0)) {
+            Py_ssize_t mark = k->len;
+            if (append(k, p + copied, start - copied) < 0)
+                return -1;
+            int outcome;
+            if (backslash && c->extra != Py_None && c->mode != MODE_CALL && c->mode < MODE_SCAN) {
+                c->count++;
+                outcome = call(k, c->extra, p + start, length, IS_NULL);
+            } else {
+                outcome = mask_value(k, c, p + start, length);
+            }
+            if (outcome == FAILED)
+                return -1;
+            if (outcome == UNCHANGED) {
+                k->len = mark;
+            } else {
+                if (outcome == IS_NULL && append(k, null, null_len) < 0)
+                    return -1;
+                copied = end;
+                changed = 1;
+            }
+        }
+        start = end + 1;
+        index++;
     }
     if (append(k, p + copied, n - copied) < 0)
         return -1;
@@ -526,6 +624,7 @@ static int set_key(Kernel *k, const unsigned char *key, Py_ssize_t n)
 
 static void Kernel_clear_columns(Kernel *k)
 {
+    Py_CLEAR(k->unchanged);
     for (Py_ssize_t i = 0; i < k->ncolumns; i++) {
         Py_CLEAR(k->columns[i].arg);
         Py_CLEAR(k->columns[i].extra);
@@ -534,15 +633,16 @@ static void Kernel_clear_columns(Kernel *k)
 
 static int Kernel_init(Kernel *k, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"columns", "key", NULL};
-    PyObject *specs;
+    static char *names[] = {"columns", "key", "unchanged", NULL};
+    PyObject *specs, *unchanged = Py_None;
     Py_buffer key;
     if (k->columns != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "a Kernel is initialized once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oy*", names, &specs, &key))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oy*|O", names, &specs, &key, &unchanged))
         return -1;
+    k->unchanged = Py_NewRef(unchanged);
     set_key(k, key.buf, key.len);
     PyBuffer_Release(&key);
     PyObject *seq = PySequence_Fast(specs, "columns must be a sequence");
@@ -588,6 +688,7 @@ static void Kernel_dealloc(Kernel *k)
 
 static int Kernel_traverse(Kernel *k, visitproc visit, void *arg)
 {
+    Py_VISIT(k->unchanged);
     for (Py_ssize_t i = 0; i < k->ncolumns; i++) {
         Py_VISIT(k->columns[i].arg);
         Py_VISIT(k->columns[i].extra);
@@ -673,6 +774,62 @@ done:
     return out;
 }
 
+static PyObject *Kernel_value(Kernel *k, PyObject *args)
+{
+    Py_ssize_t slot;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "ny*", &slot, &data))
+        return NULL;
+    PyObject *out = NULL;
+    if (slot < 0 || slot >= k->ncolumns) {
+        PyErr_SetString(PyExc_IndexError, "no such column in this kernel");
+        goto done;
+    }
+    k->len = 0;
+    switch (mask_value(k, &k->columns[slot], data.buf, data.len)) {
+    case WRITTEN:
+        out = PyBytes_FromStringAndSize(k->buf, k->len);
+        break;
+    case IS_NULL:
+        out = Py_NewRef(Py_None);
+        break;
+    case UNCHANGED:
+        out = Py_NewRef(k->unchanged);
+        break;
+    default:
+        break;
+    }
+done:
+    PyBuffer_Release(&data);
+    return out;
+}
+
+static PyObject *Kernel_copy(Kernel *k, PyObject *args)
+{
+    Py_buffer data, null;
+    Py_ssize_t start, end;
+    int delimiter;
+    if (!PyArg_ParseTuple(args, "y*nniy*", &data, &start, &end, &delimiter, &null))
+        return NULL;
+    PyObject *out = NULL;
+    if (start < 0 || end < start || end > data.len) {
+        PyErr_SetString(PyExc_ValueError, "COPY data bounds outside the buffer");
+        goto done;
+    }
+    k->len = 0;
+    const unsigned char *p = (const unsigned char *)data.buf + start;
+    int changed = delimiter < 0 ? mask_copy_binary(k, p, end - start)
+                                : mask_copy_text(k, p, end - start, (unsigned char)delimiter,
+                                                 null.buf, null.len);
+    if (changed < 0)
+        goto done;
+    out = changed ? PyBytes_FromStringAndSize(k->buf, k->len) : Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&null);
+    return out;
+}
+
 static PyObject *Kernel_counts(Kernel *k, PyObject *unused)
 {
     PyObject *counts = PyList_New(k->ncolumns);
@@ -697,6 +854,13 @@ static PyMethodDef Kernel_methods[] = {
     {"run", (PyCFunction)Kernel_run, METH_VARARGS,
      "run(block, frames, index) -> (next, bytes | None): the DataRow messages "
      "frames[index:next] of block, masked, as whole messages (None if none changed)."},
+    {"value", (PyCFunction)Kernel_value, METH_VARARGS,
+     "value(slot, data) -> bytes | None | unchanged: one value of the column the kernel was "
+     "given at position slot, masked (None for NULL; `unchanged` if it stays as it is)."},
+    {"copy", (PyCFunction)Kernel_copy, METH_VARARGS,
+     "copy(data, start, end, delimiter, null) -> bytes | None: COPY data[start:end] masked "
+     "(None if unchanged): one text line without its line break, fields split at the "
+     "delimiter byte, or, with delimiter -1, binary COPY data."},
     {"counts", (PyCFunction)Kernel_counts, METH_NOARGS,
      "counts() -> list[int]: values masked whole per column since the last call."},
     {NULL, NULL, 0, NULL},

@@ -19,6 +19,7 @@ from typing import Any
 from pglast import parse_sql, parser
 from pglast.stream import RawStream
 
+from dbward.masking.native import Kernel
 from dbward.masking.rows import UNCHANGED, RowMasker
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -117,6 +118,25 @@ def _escape(value: bytes, delimiter: bytes) -> bytes:
     return value.replace(delimiter, b"\\" + delimiter)
 
 
+def _split_text(body: bytes, delimiter: bytes) -> list[bytes]:
+    """Text-format fields: split at each delimiter that no backslash escapes."""
+    if b"\\" + delimiter not in body:
+        return body.split(delimiter)
+    fields = []
+    start = pos = 0
+    while pos < len(body):
+        char = body[pos : pos + 1]
+        if char == b"\\":
+            pos += 2
+            continue
+        if char == delimiter:
+            fields.append(body[start:pos])
+            start = pos + 1
+        pos += 1
+    fields.append(body[start:])
+    return fields
+
+
 def _split_csv(line: bytes, delimiter: bytes, quote: bytes) -> list[tuple[bytes, bool]]:
     """CSV fields as (raw text, was quoted); quotes removed and doubled quotes undone."""
     fields: list[tuple[bytes, bool]] = []
@@ -163,6 +183,16 @@ class CopyMasker:
         self.masker = masker
         self._fallback = fallback
         self._rows = 0
+        self._kernel: Kernel | None = None
+        self._kernel_for: RowMasker | None = None
+
+    def _text_kernel(self, masker: RowMasker) -> Kernel | None:
+        """The C kernel for text lines, if rows are masked in C."""
+        if self._kernel_for is not masker:
+            delimiter = self.options.delimiter
+            self._kernel = masker.copy_kernel(lambda v: _escape(v, delimiter), _unescape)
+            self._kernel_for = masker
+        return self._kernel
 
     def _masker(self, width: int) -> RowMasker | None:
         if self.masker is None:
@@ -187,10 +217,13 @@ class CopyMasker:
 
     def _text(self, body: bytes) -> bytes | None:
         delimiter = self.options.delimiter
-        fields = body.split(delimiter)
+        fields = _split_text(body, delimiter)
         masker = self._masker(len(fields))
         if masker is None:
             return None
+        kernel = self._text_kernel(masker)
+        if kernel is not None:
+            return kernel.copy(body, 0, len(body), delimiter[0], self.options.null)
         changed = False
         for column in masker.plan.columns:
             if column.index >= len(fields) or fields[column.index] == self.options.null:
@@ -239,6 +272,9 @@ class CopyMasker:
         return options.delimiter.join(out) if changed else None
 
     def _binary(self, data: bytes) -> bytes | None:
+        kernel = self.masker.kernel if self.masker is not None else None
+        if kernel is not None:
+            return kernel.copy(data, 0, len(data), -1, b"")
         prefix = b""
         pos = 0
         if data.startswith(_SIGNATURE):

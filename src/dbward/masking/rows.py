@@ -75,10 +75,12 @@ class RowMasker:
 
     __slots__ = (
         "_actions",
+        "_copy_kernel",
         "_counts",
         "_kernel",
         "_last",
         "_masker",
+        "_slots",
         "_whole",
         "plan",
         "stats",
@@ -97,15 +99,18 @@ class RowMasker:
         self.stats = stats
         self._actions: dict[int, ColumnPlan] = {c.index: c for c in plan.columns}
         self._last = max(self._actions, default=-1)
+        self._slots = {c.index: slot for slot, c in enumerate(plan.columns)}
         self._whole = {c.index: self._memoized(c) for c in plan.columns if c.entity is not None}
         self._counts: dict[int, int] = dict.fromkeys(self._whole, 0)
         self._kernel: native.Kernel | None = None
+        self._copy_kernel: native.Kernel | None = None
         if native.enabled() if use_native is None else use_native:
             self._kernel = native.kernel_for(
                 plan.columns,
                 lambda column: self._whole[column.index],
                 lambda column: lambda value: self._scan(column, value),
                 masker.pseudonyms.key,
+                UNCHANGED,
             )
         stats.maskers.append(self)
 
@@ -131,16 +136,48 @@ class RowMasker:
     def flush(self) -> None:
         """Move the counts of whole-value masks into the statement's stats."""
         counts = self._counts
-        if self._kernel is not None:
-            for column, count in zip(self.plan.columns, self._kernel.counts(), strict=True):
-                if count:
-                    counts[column.index] += count
+        for kernel in (self._kernel, self._copy_kernel):
+            if kernel is not None:
+                for column, count in zip(self.plan.columns, kernel.counts(), strict=True):
+                    if count:
+                        counts[column.index] += count
         for index, count in counts.items():
             if count:
                 column = self._actions[index]
                 assert column.entity is not None
                 self.stats.add_whole(column.label, column.entity.value, count)
                 counts[index] = 0
+
+    def copy_kernel(
+        self, escape: Callable[[bytes], bytes], unescape: Callable[[bytes], bytes]
+    ) -> native.Kernel | None:
+        """A kernel for the lines of a COPY in text format, whose fields are escaped; None
+        when rows are masked in Python."""
+        if self._kernel is None:
+            return None
+        if self._copy_kernel is None:
+
+            def whole(column: ColumnPlan) -> Callable[[bytes], bytes | None]:
+                fn = self._whole[column.index]
+                return lambda raw: None if (m := fn(unescape(raw))) is None else escape(m)
+
+            def scan(column: ColumnPlan) -> Callable[[bytes], bytes | None]:
+                return lambda raw: None if (m := self._scan(column, raw)) is None else escape(m)
+
+            self._copy_kernel = native.kernel_for(
+                self.plan.columns,
+                whole,
+                scan,
+                self._masker.pseudonyms.key,
+                UNCHANGED,
+                escaped=True,
+            )
+        return self._copy_kernel
+
+    @property
+    def kernel(self) -> native.Kernel | None:
+        """The C kernel masking these rows, or None when they are masked in Python."""
+        return self._kernel
 
     def _scan(self, column: ColumnPlan, value: bytes) -> bytes | None:
         found: list[Entity] = []
@@ -151,6 +188,8 @@ class RowMasker:
 
     def mask_value(self, column: ColumnPlan, value: bytes) -> bytes | object | None:
         """The masked value, None for NULL, or ``UNCHANGED`` when it stays as it is."""
+        if self._kernel is not None:
+            return self._kernel.value(self._slots[column.index], value)
         if column.entity is not None:
             self._counts[column.index] += 1
             return self._whole[column.index](value)

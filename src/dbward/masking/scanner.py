@@ -67,17 +67,12 @@ class Scanner:
         before = detector.not_after
         if before is not None and before.search(data, max(start - 20, 0), start):
             return None
-        ends = [end]
-        if detector.shrink:
-            ends += _cuts(data, start, end)
-        for stop in ends:
-            if any(h.start < stop and start < h.end for h in hits):
-                continue  # an earlier (higher-priority) detector has this text
-            if detector.validate is None:
-                return stop
-            text = data[start:stop].decode("utf-8", "replace")
-            if detector.validate(text):
-                return stop
+        if _valid(detector, data, start, end, hits):
+            return end
+        if detector.shrink:  # the cuts are looked for only once the whole is rejected
+            for stop in _cuts(data, start, end):
+                if _valid(detector, data, start, stop, hits):
+                    return stop
         return None
 
     def find(self, data: bytes) -> list[Hit]:
@@ -105,6 +100,13 @@ class Scanner:
                 pos = found
         hits.sort(key=lambda h: h.start)
         return hits
+
+
+def _valid(detector: Detector, data: bytes, start: int, stop: int, hits: list[Hit]) -> bool:
+    if any(h.start < stop and start < h.end for h in hits):
+        return False  # an earlier (higher-priority) detector has this text
+    validate = detector.validate
+    return validate is None or validate(data[start:stop].decode("utf-8", "replace"))
 
 
 _SEPARATOR_RUN = re.compile(rb"[ -]+")
