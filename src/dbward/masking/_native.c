@@ -562,7 +562,7 @@ static int parse_column(Column *c, PyObject *spec)
     PyObject *arg, *extra;
     if (!PyArg_ParseTuple(spec, "niOO", &c->index, &c->mode, &arg, &extra))
         return -1;
-    if (c->index < 0 || c->index > 1600) {
+    if (c->index < 0 || c->index > 32767) { /* a result's columns are counted in an int16 */
         PyErr_SetString(PyExc_ValueError, "column index out of range");
         return -1;
     }

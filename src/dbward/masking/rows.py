@@ -223,12 +223,18 @@ class RowMasker:
         last = self._last
         unpack = _LEN.unpack_from
         pos = start + 2
+        if end - start < 2:
+            raise ValueError("malformed DataRow: no column count")
         (count,) = _COUNT.unpack_from(payload, start)
         edits: list[tuple[int, int, bytes | None]] | None = None
         for index in range(min(count, last + 1)):
+            if end - pos < 4:
+                raise ValueError("malformed DataRow: a column runs past the message")
             (length,) = unpack(payload, pos)
             value_start = pos + 4
             pos = value_start + (length if length > 0 else 0)
+            if pos > end:
+                raise ValueError("malformed DataRow: a value runs past the message")
             column = actions.get(index)
             if column is None or length < 0:
                 continue

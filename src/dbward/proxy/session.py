@@ -296,7 +296,14 @@ class Session:
             self.client.write(fatal("08P01", "upstream sent an invalid message"))
             self._end("upstream protocol violation")
             return
-        self._relay_backend(block, frames, 0)
+        try:
+            self._relay_backend(block, frames, 0)
+        except ValueError as exc:
+            if not str(exc).startswith("malformed"):
+                raise
+            log.warning("session %s: upstream sent a %s", self.id, exc)
+            self.client.write(fatal("08P01", "upstream sent an invalid message"))
+            self._end("upstream protocol violation")
 
     def _relay_backend(self, block: bytes, frames: list[Frame], first: int) -> None:
         """Track, mask and forward ``frames[first:]`` of ``block`` (from its offset ``base``).

@@ -762,16 +762,7 @@ def _one_masked_column_at(index: int) -> ResultPlan:
     [
         0,
         1600,
-        pytest.param(
-            1663,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=ValueError,
-                reason="_native.c parse_column rejects a column index over 1600 ('column index "
-                "out of range'), but a PostgreSQL result has up to 1664 columns "
-                "(MaxTupleAttributeNumber): RowMasker(use_native=True) raises where Python masks",
-            ),
-        ),
+        1663,  # a result has up to 1664 columns (MaxTupleAttributeNumber)
     ],
 )
 def test_kernel_masks_a_column_anywhere_in_a_wide_result(index: int) -> None:
@@ -876,28 +867,19 @@ def test_a_run_with_pii_changes_and_one_without_does_not() -> None:
 MALFORMED_PLAN = build_plan(
     [Field("email"), Field("notes"), Field("full_name")], {}, MaskingRules()
 )
-_PYTHON_READS_PAST_THE_ROW = pytest.mark.xfail(
-    strict=True,
-    reason="RowMasker.rewrite (Python) neither bounds its parsing by `end` nor checks a value's "
-    "length against the payload: a value running past the row is cut short (or read from the "
-    "bytes after the row) and masked, where the kernel raises 'malformed DataRow'",
-)
-# (name, payload, end or None for its length, whether the Python path raises too)
+# (name, payload, end or None for its length)
 MALFORMED_CASES = [
-    ("no-column-count", b"\x00", None, True),
-    ("truncated-length-field", s.datarow(b"a@b.io")[:4], None, True),
-    ("truncated-second-length-field", s.datarow(b"a@b.io", b"x")[:-3], None, True),
-    ("value-past-the-end", struct.pack("!hi", 3, 100) + b"a@b.io", None, True),
-    ("fewer-fields", struct.pack("!h", 3) + s.datarow(b"a@b.io", b"x")[2:], None, True),
-    ("last-value-past-the-end", struct.pack("!hi", 1, 100) + b"a@b.io", None, False),
-    ("last-value-cut-short", s.datarow(b"a@b.io", b"note")[:-2], None, False),
-    ("end-inside-the-row", s.datarow(b"a@b.io", b"call 212-555-0143", b"Ada"), 12, False),
+    ("no-column-count", b"\x00", None),
+    ("truncated-length-field", s.datarow(b"a@b.io")[:4], None),
+    ("truncated-second-length-field", s.datarow(b"a@b.io", b"x")[:-3], None),
+    ("value-past-the-end", struct.pack("!hi", 3, 100) + b"a@b.io", None),
+    ("fewer-fields", struct.pack("!h", 3) + s.datarow(b"a@b.io", b"x")[2:], None),
+    ("last-value-past-the-end", struct.pack("!hi", 1, 100) + b"a@b.io", None),
+    ("last-value-cut-short", s.datarow(b"a@b.io", b"note")[:-2], None),
+    ("end-inside-the-row", s.datarow(b"a@b.io", b"call 212-555-0143", b"Ada"), 12),
 ]
-MALFORMED_FOR_KERNEL = [pytest.param(p, e, id=n) for n, p, e, _ in MALFORMED_CASES]
-MALFORMED_FOR_PYTHON = [
-    pytest.param(p, e, id=n, marks=[] if raises else _PYTHON_READS_PAST_THE_ROW)
-    for n, p, e, raises in MALFORMED_CASES
-]
+MALFORMED_FOR_KERNEL = [pytest.param(p, e, id=n) for n, p, e in MALFORMED_CASES]
+MALFORMED_FOR_PYTHON = [pytest.param(p, e, id=n) for n, p, e in MALFORMED_CASES]
 
 
 @needs_native
@@ -927,12 +909,6 @@ def test_kernel_run_rejects_a_malformed_data_row() -> None:
         row_masker(RUN_PLAN, True).run(block, frames, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RowMasker.run (Python) masks a DataRow whose value runs past its message: the "
-    "bytes of the next message (CommandComplete) are read into the value and sent on inside "
-    "the rewritten DataRow; the kernel raises 'malformed DataRow'",
-)
 def test_python_run_rejects_a_malformed_data_row() -> None:
     block, frames = _block_with_bad_row()
     with pytest.raises((struct.error, ValueError)):
