@@ -830,6 +830,72 @@ done:
     return out;
 }
 
+/* The CopyData messages frames[index:next] of block (one text line or binary chunk
+   each), masked, as whole messages; like run() for DataRows. */
+static PyObject *Kernel_copy_run(Kernel *k, PyObject *args)
+{
+    Py_buffer data, null;
+    PyObject *frames;
+    Py_ssize_t index;
+    int delimiter;
+    if (!PyArg_ParseTuple(args, "y*O!niy*", &data, &PyList_Type, &frames, &index, &delimiter,
+                          &null))
+        return NULL;
+    PyObject *out = NULL;
+    Py_ssize_t total = PyList_GET_SIZE(frames), next = index;
+    int changed = 0;
+    k->len = 0;
+    const unsigned char *base = data.buf;
+    for (; next < total; next++) {
+        PyObject *frame = PyList_GET_ITEM(frames, next);
+        if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) != 3) {
+            PyErr_SetString(PyExc_TypeError, "frames must be (kind, start, end) tuples");
+            goto done;
+        }
+        if (PyLong_AsLong(PyTuple_GET_ITEM(frame, 0)) != 'd')
+            break;
+        Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(frame, 1));
+        Py_ssize_t end = PyLong_AsSsize_t(PyTuple_GET_ITEM(frame, 2));
+        if (PyErr_Occurred())
+            goto done;
+        if (start < 5 || end < start || end > data.len) {
+            PyErr_SetString(PyExc_ValueError, "frame bounds outside the buffer");
+            goto done;
+        }
+        if (append(k, base + start - 5, 1) < 0 || reserve(k, 4) < 0)
+            goto done;
+        Py_ssize_t at = k->len;
+        k->len += 4;
+        const unsigned char *p = base + start;
+        Py_ssize_t n = end - start;
+        int row;
+        if (delimiter < 0) {
+            row = mask_copy_binary(k, p, n);
+        } else {
+            Py_ssize_t body = n;
+            if (body > 0 && p[body - 1] == '\n')
+                body--;
+            if (body > 0 && p[body - 1] == '\r')
+                body--;
+            row = mask_copy_text(k, p, body, (unsigned char)delimiter, null.buf, null.len);
+            if (row >= 0 && append(k, p + body, n - body) < 0)
+                row = -1;
+        }
+        if (row < 0)
+            goto done;
+        changed |= row;
+        put_int32(k->buf + at, (int32_t)(k->len - at));
+    }
+    if (changed)
+        out = Py_BuildValue("ny#", next, k->buf, k->len);
+    else
+        out = Py_BuildValue("nO", next, Py_None);
+done:
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&null);
+    return out;
+}
+
 static PyObject *Kernel_counts(Kernel *k, PyObject *unused)
 {
     PyObject *counts = PyList_New(k->ncolumns);
@@ -861,6 +927,9 @@ static PyMethodDef Kernel_methods[] = {
      "copy(data, start, end, delimiter, null) -> bytes | None: COPY data[start:end] masked "
      "(None if unchanged): one text line without its line break, fields split at the "
      "delimiter byte, or, with delimiter -1, binary COPY data."},
+    {"copy_run", (PyCFunction)Kernel_copy_run, METH_VARARGS,
+     "copy_run(block, frames, index, delimiter, null) -> (next, bytes | None): the CopyData "
+     "messages frames[index:next] of block masked, as copy() does each, as whole messages."},
     {"counts", (PyCFunction)Kernel_counts, METH_NOARGS,
      "counts() -> list[int]: values masked whole per column since the last call."},
     {NULL, NULL, 0, NULL},

@@ -19,6 +19,7 @@ from typing import Any
 from pglast import parse_sql, parser
 from pglast.stream import RawStream
 
+from dbward.codec.pg.framing import Frame
 from dbward.masking.native import Kernel
 from dbward.masking.rows import UNCHANGED, RowMasker
 
@@ -198,6 +199,27 @@ class CopyMasker:
         if self.masker is None:
             self.masker = self._fallback(width)
         return self.masker
+
+    def run(self, block: bytes, frames: list[Frame], index: int) -> tuple[int, bytes | None]:
+        """The CopyData messages ``frames[index:next]`` of ``block`` masked, as messages
+        (None if none changed), and ``next``: where they end."""
+        options = self.options
+        kernel = None
+        if self.masker is not None and not (options.header and self._rows == 0):
+            kernel = self.masker.kernel if options.binary else None
+            if options.format == "text":
+                kernel = self._text_kernel(self.masker)
+        if kernel is not None:
+            delimiter = -1 if options.binary else options.delimiter[0]
+            stop, out = kernel.copy_run(block, frames, index, delimiter, options.null)
+            self._rows += stop - index
+            return stop, out
+        # In Python: a CSV, a header line, or the first line of an unknown query's result.
+        _, start, end = frames[index]
+        masked = self.rewrite(block, start, end)
+        if masked is None:
+            return index + 1, None
+        return index + 1, b"d" + _I32.pack(len(masked) + 4) + masked
 
     def rewrite(self, block: bytes, start: int, end: int) -> bytes | None:
         """The CopyData payload at ``block[start:end]`` masked, or None if unchanged."""

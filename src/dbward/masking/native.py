@@ -40,6 +40,9 @@ class Kernel(Protocol):
     def copy(
         self, data: bytes, start: int, end: int, delimiter: int, null: bytes
     ) -> bytes | None: ...
+    def copy_run(
+        self, block: bytes, frames: list[Any], index: int, delimiter: int, null: bytes
+    ) -> tuple[int, bytes | None]: ...
     def counts(self) -> list[int]: ...
 
 

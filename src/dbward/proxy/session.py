@@ -296,8 +296,12 @@ class Session:
             self.client.write(fatal("08P01", "upstream sent an invalid message"))
             self._end("upstream protocol violation")
             return
+        self._relay_checked(block, frames, 0)
+
+    def _relay_checked(self, block: bytes, frames: list[Frame], first: int) -> None:
+        """:meth:`_relay_backend`, but a malformed row from upstream ends this session."""
         try:
-            self._relay_backend(block, frames, 0)
+            self._relay_backend(block, frames, first)
         except ValueError as exc:
             if not str(exc).startswith("malformed"):
                 raise
@@ -337,8 +341,8 @@ class Session:
                             self._release(block, base, start - 5, replaced, recorded, rows)
                             return
                     if result is not NOTHING_TO_MASK:
-                        if kind == _DATA_ROW and not limiting:
-                            # The whole run of DataRows in this block, at once.
+                        if not limiting:
+                            # The whole run of DataRows (or CopyData) in this block, at once.
                             stop, run = result.run(block, frames, index)
                             if run is not None:
                                 replaced.append((start - 5, frames[stop - 1][2], run))
@@ -506,7 +510,7 @@ class Session:
         if self._ended.done():
             return
         self._held = None
-        guarded = self._guarded(lambda _: self._relay_backend(block, frames, index))
+        guarded = self._guarded(lambda _: self._relay_checked(block, frames, index))
         guarded(b"")
         queued, self._queued = self._queued, []
         for data in queued:
