@@ -726,6 +726,71 @@ done:
     return out;
 }
 
+/* How a run of CopyData is masked: its delimiter (-1: binary) and NULL string. */
+typedef struct {
+    int delimiter;
+    const unsigned char *null;
+    Py_ssize_t null_len;
+} CopyFormat;
+
+/* Append one CopyData payload p[0:n], masked: a text line (its line break kept) or
+   binary data. */
+static int mask_copy_data(Kernel *k, const unsigned char *p, Py_ssize_t n, const CopyFormat *f)
+{
+    if (f->delimiter < 0)
+        return mask_copy_binary(k, p, n);
+    Py_ssize_t body = n;
+    if (body > 0 && p[body - 1] == '\n')
+        body--;
+    if (body > 0 && p[body - 1] == '\r')
+        body--;
+    int row = mask_copy_text(k, p, body, (unsigned char)f->delimiter, f->null, f->null_len);
+    if (row >= 0 && append(k, p + body, n - body) < 0)
+        return -1;
+    return row;
+}
+
+/* The messages of type `kind` from frames[index] on, masked (DataRows, or CopyData
+   as `copy` says), as (next, whole messages or None if none changed). */
+static PyObject *mask_frames(Kernel *k, Py_buffer *data, PyObject *frames, Py_ssize_t index,
+                             long kind, const CopyFormat *copy)
+{
+    Py_ssize_t total = PyList_GET_SIZE(frames), next = index;
+    int changed = 0;
+    k->len = 0;
+    const unsigned char *base = data->buf;
+    for (; next < total; next++) {
+        PyObject *frame = PyList_GET_ITEM(frames, next);
+        if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) != 3) {
+            PyErr_SetString(PyExc_TypeError, "frames must be (kind, start, end) tuples");
+            return NULL;
+        }
+        if (PyLong_AsLong(PyTuple_GET_ITEM(frame, 0)) != kind)
+            break;
+        Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(frame, 1));
+        Py_ssize_t end = PyLong_AsSsize_t(PyTuple_GET_ITEM(frame, 2));
+        if (PyErr_Occurred())
+            return NULL;
+        if (start < 5 || end < start || end > data->len) {
+            PyErr_SetString(PyExc_ValueError, "frame bounds outside the buffer");
+            return NULL;
+        }
+        if (append(k, base + start - 5, 1) < 0 || reserve(k, 4) < 0)
+            return NULL;
+        Py_ssize_t at = k->len;
+        k->len += 4;
+        const unsigned char *p = base + start;
+        int row = copy == NULL ? mask_row(k, p, end - start) : mask_copy_data(k, p, end - start, copy);
+        if (row < 0)
+            return NULL;
+        changed |= row;
+        put_int32(k->buf + at, (int32_t)(k->len - at));
+    }
+    if (changed)
+        return Py_BuildValue("ny#", next, k->buf, k->len);
+    return Py_BuildValue("nO", next, Py_None);
+}
+
 static PyObject *Kernel_run(Kernel *k, PyObject *args)
 {
     Py_buffer data;
@@ -733,43 +798,7 @@ static PyObject *Kernel_run(Kernel *k, PyObject *args)
     Py_ssize_t index;
     if (!PyArg_ParseTuple(args, "y*O!n", &data, &PyList_Type, &frames, &index))
         return NULL;
-    PyObject *out = NULL;
-    Py_ssize_t total = PyList_GET_SIZE(frames), next = index;
-    int changed = 0;
-    k->len = 0;
-    const unsigned char *base = data.buf;
-    for (; next < total; next++) {
-        PyObject *frame = PyList_GET_ITEM(frames, next);
-        if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) != 3) {
-            PyErr_SetString(PyExc_TypeError, "frames must be (kind, start, end) tuples");
-            goto done;
-        }
-        long kind = PyLong_AsLong(PyTuple_GET_ITEM(frame, 0));
-        if (kind != 'D')
-            break;
-        Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(frame, 1));
-        Py_ssize_t end = PyLong_AsSsize_t(PyTuple_GET_ITEM(frame, 2));
-        if (PyErr_Occurred())
-            goto done;
-        if (start < 5 || end < start || end > data.len) {
-            PyErr_SetString(PyExc_ValueError, "frame bounds outside the buffer");
-            goto done;
-        }
-        if (append(k, base + start - 5, 1) < 0 || reserve(k, 4) < 0)
-            goto done;
-        Py_ssize_t at = k->len;
-        k->len += 4;
-        int row = mask_row(k, base + start, end - start);
-        if (row < 0)
-            goto done;
-        changed |= row;
-        put_int32(k->buf + at, (int32_t)(k->len - at));
-    }
-    if (changed)
-        out = Py_BuildValue("ny#", next, k->buf, k->len);
-    else
-        out = Py_BuildValue("nO", next, Py_None);
-done:
+    PyObject *out = mask_frames(k, &data, frames, index, 'D', NULL);
     PyBuffer_Release(&data);
     return out;
 }
@@ -830,8 +859,6 @@ done:
     return out;
 }
 
-/* The CopyData messages frames[index:next] of block (one text line or binary chunk
-   each), masked, as whole messages; like run() for DataRows. */
 static PyObject *Kernel_copy_run(Kernel *k, PyObject *args)
 {
     Py_buffer data, null;
@@ -841,56 +868,8 @@ static PyObject *Kernel_copy_run(Kernel *k, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*O!niy*", &data, &PyList_Type, &frames, &index, &delimiter,
                           &null))
         return NULL;
-    PyObject *out = NULL;
-    Py_ssize_t total = PyList_GET_SIZE(frames), next = index;
-    int changed = 0;
-    k->len = 0;
-    const unsigned char *base = data.buf;
-    for (; next < total; next++) {
-        PyObject *frame = PyList_GET_ITEM(frames, next);
-        if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) != 3) {
-            PyErr_SetString(PyExc_TypeError, "frames must be (kind, start, end) tuples");
-            goto done;
-        }
-        if (PyLong_AsLong(PyTuple_GET_ITEM(frame, 0)) != 'd')
-            break;
-        Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(frame, 1));
-        Py_ssize_t end = PyLong_AsSsize_t(PyTuple_GET_ITEM(frame, 2));
-        if (PyErr_Occurred())
-            goto done;
-        if (start < 5 || end < start || end > data.len) {
-            PyErr_SetString(PyExc_ValueError, "frame bounds outside the buffer");
-            goto done;
-        }
-        if (append(k, base + start - 5, 1) < 0 || reserve(k, 4) < 0)
-            goto done;
-        Py_ssize_t at = k->len;
-        k->len += 4;
-        const unsigned char *p = base + start;
-        Py_ssize_t n = end - start;
-        int row;
-        if (delimiter < 0) {
-            row = mask_copy_binary(k, p, n);
-        } else {
-            Py_ssize_t body = n;
-            if (body > 0 && p[body - 1] == '\n')
-                body--;
-            if (body > 0 && p[body - 1] == '\r')
-                body--;
-            row = mask_copy_text(k, p, body, (unsigned char)delimiter, null.buf, null.len);
-            if (row >= 0 && append(k, p + body, n - body) < 0)
-                row = -1;
-        }
-        if (row < 0)
-            goto done;
-        changed |= row;
-        put_int32(k->buf + at, (int32_t)(k->len - at));
-    }
-    if (changed)
-        out = Py_BuildValue("ny#", next, k->buf, k->len);
-    else
-        out = Py_BuildValue("nO", next, Py_None);
-done:
+    CopyFormat format = {delimiter, null.buf, null.len};
+    PyObject *out = mask_frames(k, &data, frames, index, 'd', &format);
     PyBuffer_Release(&data);
     PyBuffer_Release(&null);
     return out;
