@@ -25,3 +25,15 @@ def case_id(stem: str, index: int, text: object) -> str:
     if len(shown) > ID_TEXT_CHARS:
         shown = shown[:ID_TEXT_CHARS] + "..."
     return f"{stem}:{index:03d}:{shown or '<empty>'}"
+
+
+def key_problems(case: object, required: frozenset[str], allowed: frozenset[str]) -> list[str]:
+    """What is wrong with a case's shape: not a mapping, keys missing or unknown."""
+    if not isinstance(case, dict):
+        return [f"a case is a mapping, not {type(case).__name__}"]
+    out = []
+    if missing := required - case.keys():
+        out.append(f"missing keys {sorted(missing)}")
+    if unknown := case.keys() - allowed:
+        out.append(f"unknown keys {sorted(unknown)}")
+    return out

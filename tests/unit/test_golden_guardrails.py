@@ -31,7 +31,7 @@ from dbward.policy.decide import Subject, decide
 from dbward.policy.loader import default_policy
 from dbward.sql.cache import AnalysisCache
 from dbward.sql.session import SqlSession
-from tests.golden import case_id, load_cases
+from tests.golden import case_id, key_problems, load_cases
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "guardrails"
 
@@ -76,13 +76,9 @@ def _subject(environment: str) -> Subject:
 
 
 def _problems(case: object) -> list[str]:
+    out = key_problems(case, REQUIRED, KEYS)
     if not isinstance(case, dict):
-        return [f"a case is a mapping, not {type(case).__name__}"]
-    out = []
-    if missing := REQUIRED - case.keys():
-        out.append(f"missing keys {sorted(missing)}")
-    if unknown := case.keys() - KEYS:
-        out.append(f"unknown keys {sorted(unknown)}")
+        return out
     if not isinstance(case.get("sql"), str):
         out.append("sql must be a string")
     if case.get("expect") not in EXPECTS:

@@ -35,7 +35,7 @@ import pytest
 from dbward.masking.detectors import DETECTORS
 from dbward.masking.entities import Entity
 from dbward.masking.scanner import Scanner
-from tests.golden import case_id, load_cases
+from tests.golden import case_id, key_problems, load_cases
 from tests.unit.masking import support
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "masking"
@@ -78,13 +78,9 @@ def detect(scanner: Scanner, text: str) -> list[Detection]:
 
 
 def _problems(case: object) -> list[str]:
+    out = key_problems(case, REQUIRED, KEYS)
     if not isinstance(case, dict):
-        return [f"a case is a mapping, not {type(case).__name__}"]
-    out = []
-    if missing := REQUIRED - case.keys():
-        out.append(f"missing keys {sorted(missing)}")
-    if unknown := case.keys() - KEYS:
-        out.append(f"unknown keys {sorted(unknown)}")
+        return out
     text = case.get("text")
     if not isinstance(text, str):
         return [*out, "text must be a string"]
