@@ -160,35 +160,49 @@ class Dbward:
         }
 
     def audit(self) -> list[dict[str, Any]]:
-        """Every committed audit event: the store, plus what the journal holds beyond it.
+        """Every committed audit record: the store, plus what the journal holds beyond it.
 
         The journal is read first: a segment deleted meanwhile is already in the store.
+        A record's ``id`` here is its place in its chain (with several chains, made
+        unique by the chain's index), stable from one call to the next.
         """
-        import json
         import sqlite3
 
-        from dbward.audit.journal import Journal
+        from dbward.audit.chain import ChainRecord
+        from dbward.audit.journal import Journal, journal_segments
 
-        rows: dict[int, tuple[Any, ...]] = {}
-        for segment in sorted((self.state_dir / "audit-journal").rglob("journal-*.log")):
+        records: dict[tuple[str, int], ChainRecord] = {}
+        for segment in journal_segments(self.state_dir / "audit-journal"):
             try:
-                rows.update((row[0], row) for row in Journal.read(segment))
+                records.update(((r.chain, r.seq), r) for r in Journal.read(segment))
             except FileNotFoundError:
                 continue
         db = sqlite3.connect(self.state_dir / "audit.db")
         try:
-            stored = db.execute(
-                "SELECT id, ts, kind, session_id, identity, identity_kind, target, "
-                "source, data FROM events ORDER BY id"
-            ).fetchall()
+            stored = db.execute("SELECT chain, seq, hash, line FROM records").fetchall()
         finally:
             db.close()
-        rows.update((row[0], row) for row in stored)
-        keys = ("id", "ts", "kind", "session_id", "identity", "identity_kind", "target", "source")
-        return [
-            {**dict(zip(keys, row[:8], strict=True)), "data": json.loads(row[8])}
-            for _, row in sorted(rows.items())
-        ]
+        records.update(((row[0], row[1]), ChainRecord(*row)) for row in stored)
+        chains = sorted({chain for chain, _ in records})
+        result = []
+        for (chain, seq), record in sorted(records.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            e = record.stored().event
+            result.append(
+                {
+                    "id": seq * 64 + chains.index(chain),
+                    "chain": chain,
+                    "seq": seq,
+                    "ts": e.ts,
+                    "kind": e.kind.value,
+                    "session_id": e.session_id,
+                    "identity": e.identity,
+                    "identity_kind": e.identity_kind,
+                    "target": e.target,
+                    "source": e.source,
+                    "data": e.data,
+                }
+            )
+        return result
 
     def statements(self) -> list[dict[str, Any]]:
         return [e for e in self.audit() if e["kind"] == "statement"]

@@ -7,6 +7,8 @@ upstream password from (an environment variable or a file).
 
 from __future__ import annotations
 
+import re
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -138,9 +140,24 @@ class IdentityConfig(_Model):
     tokens: bool = Field(default=True, description="accept dbward service and agent tokens")
 
 
+_INSTANCE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+
+
 class AuditConfig(_Model):
     store: Literal["sqlite"] = "sqlite"
     path: Path | None = Field(default=None, description="defaults to <state_dir>/audit.db")
+    instance: str = Field(
+        default_factory=lambda: _INSTANCE_CHARS.sub("-", socket.gethostname())[:64] or "dbward",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="this dbward instance's name in the trail: each process keeps its own "
+        "hash chain, <instance>-<worker>; defaults to the host name",
+    )
+    checkpoint_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="seconds between signed checkpoints of the chain's head (also at shutdown)",
+    )
     synchronous: Literal["normal", "full"] = Field(
         default="normal",
         description="full: fdatasync the journal before a result is released (survives a "

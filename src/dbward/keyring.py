@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dbward.errors import ConfigError
 
-KEY_NAMES = ("pseudonym",)
+KEY_NAMES = ("pseudonym", "audit-signing")
 _FILE = "keyring.json"
 
 

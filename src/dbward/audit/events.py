@@ -38,7 +38,10 @@ class AuditEvent:
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """An event as read back from a store, with its position in the trail."""
+    """An event as read back, with its position in the trail: the store's row number
+    (0 while only the journal holds it) and its place in its chain."""
 
     id: int
     event: AuditEvent
+    chain: str = ""
+    seq: int = 0

@@ -7,67 +7,29 @@ filled from the journal in batches, off the statement path, and a journal
 segment is deleted only after everything in it is in the store. On start,
 whatever a crash left in the journal is loaded into the store first.
 
-One line per event: a JSON array ``[id, ts, kind, session, identity,
-identity_kind, target, source, data]``.
+One line per record: its hash and its line (see :mod:`dbward.audit.chain`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from dbward.audit.events import AuditEvent
-
-Row = tuple[int, float, str, str, str | None, str | None, str | None, str | None, str]
-"""An event as the store keeps it: id first, ``data`` as JSON text."""
+from dbward.audit.chain import ChainRecord, parse_journal_entry
 
 _SEGMENT_BYTES = 64 * 1024 * 1024
-# One encoder for every event: json.dumps with options builds a new one per call.
-_encode = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
 
 
-def event_line(event_id: int, event: AuditEvent) -> bytes:
-    """The journal line for an event, in one encoding pass (the statement path's form)."""
-    item = [
-        event_id,
-        event.ts,
-        event.kind.value,
-        event.session_id,
-        event.identity,
-        event.identity_kind,
-        event.target,
-        event.source,
-        event.data,
-    ]
-    return (_encode(item) + "\n").encode()
-
-
-def event_row(event_id: int, event: AuditEvent) -> Row:
-    """An event as the store keeps it (the same fields as its journal line)."""
-    row = line_row(event_line(event_id, event))
-    assert row is not None
-    return row
-
-
-def row_line(row: Row) -> bytes:
-    head = _encode(row[:8])
-    return f"{head[:-1]},{row[8]}]\n".encode()
-
-
-def line_row(line: bytes) -> Row | None:
-    """Parse one journal line; None for a torn last line (crash mid-write)."""
-    try:
-        item: list[Any] = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(item, list) or len(item) != 9:
-        return None
-    data = _encode(item[8])
-    return (int(item[0]), float(item[1]), *item[2:8], data)
+def journal_segments(directory: Path) -> list[Path]:
+    """Every segment under ``directory`` (workers keep theirs in subdirectories), each
+    directory's oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        directory.rglob("journal-*.log"), key=lambda p: (p.parent, int(p.stem.split("-")[1]))
+    )
 
 
 class Journal:
@@ -80,23 +42,20 @@ class Journal:
         self._fd = -1
         self._size = 0
         self._current: Path | None = None
-        self._sealed: list[tuple[Path, int]] = []  # (segment, last id in it)
+        self._sealed: list[tuple[Path, int]] = []  # (segment, last seq in it)
         self._lock = threading.Lock()
 
-    def leftovers(self) -> list[Path]:
-        """Segments a previous run left behind, oldest first."""
-        return sorted(self.directory.glob("journal-*.log"), key=lambda p: int(p.stem.split("-")[1]))
-
     @staticmethod
-    def read(segment: Path) -> Iterator[Row]:
+    def read(segment: Path) -> Iterator[ChainRecord]:
         with segment.open("rb") as handle:
-            for line in handle:
-                row = line_row(line)
-                if row is not None:
-                    yield row
+            for entry in handle:
+                record = parse_journal_entry(entry)
+                if record is not None:
+                    yield record
 
     def append(self, data: bytes, first_id: int, last_id: int) -> None:
-        """Write ``data`` (whole lines) for events ``first_id..last_id``; raises OSError."""
+        """Write ``data`` (whole lines) for records ``first_id..last_id`` of the writer's
+        chain (their seq); raises OSError."""
         if self._fd < 0 or self._size >= _SEGMENT_BYTES:
             self._open(first_id)
         view = memoryview(data)

@@ -1,9 +1,14 @@
 """The embedded audit store: one SQLite file in dbward's state directory.
 
-Rows come in batches from :class:`dbward.audit.writer.AuditWriter`, which has
-already committed them to the journal (:mod:`dbward.audit.journal`); ids are
-the journal's, so loading the same rows twice (after a crash) changes
-nothing. WAL mode lets ``dbward audit tail`` read while the proxy writes.
+Records come in batches from :class:`dbward.audit.writer.AuditWriter`, which
+has already committed them to the journal (:mod:`dbward.audit.journal`); ids
+are the journal's, so loading the same records twice (after a crash) changes
+nothing. A record is kept as the exact line that was hashed; the columns that
+searches use are generated from that line, so what a search finds is what
+verification checks. WAL mode lets readers work while the proxy writes.
+
+The schema is versioned (``PRAGMA user_version``) and brought up to date by
+the numbered steps in :data:`_MIGRATIONS` when the store is opened.
 """
 
 from __future__ import annotations
@@ -11,38 +16,77 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+from dbward.audit.chain import GENESIS, ChainRecord, encode_json, event_line, link
 from dbward.audit.events import AuditEvent, EventKind, StoredEvent
-from dbward.audit.journal import Row
+from dbward.audit.signing import Checkpoint
 
-_SCHEMA = """
+_V1_EVENTS = """
 CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    kind TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    identity TEXT,
-    identity_kind TEXT,
-    target TEXT,
-    source TEXT,
-    data TEXT NOT NULL
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, kind TEXT NOT NULL, session_id TEXT NOT NULL,
+    identity TEXT, identity_kind TEXT, target TEXT, source TEXT, data TEXT NOT NULL
 );
 """
 
-_INSERT = (
-    "INSERT OR IGNORE INTO events"
-    " (id, ts, kind, session_id, identity, identity_kind, target, source, data)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_V2_RECORDS = """
+CREATE TABLE records (
+    id INTEGER PRIMARY KEY,
+    chain TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    line TEXT NOT NULL,
+    ts REAL GENERATED ALWAYS AS (json_extract(line, '$[2]')) VIRTUAL,
+    kind TEXT GENERATED ALWAYS AS (json_extract(line, '$[3]')) VIRTUAL,
+    session_id TEXT GENERATED ALWAYS AS (json_extract(line, '$[4]')) VIRTUAL,
+    identity TEXT GENERATED ALWAYS AS (json_extract(line, '$[5]')) VIRTUAL,
+    identity_kind TEXT GENERATED ALWAYS AS (json_extract(line, '$[6]')) VIRTUAL,
+    target TEXT GENERATED ALWAYS AS (json_extract(line, '$[7]')) VIRTUAL,
+    source TEXT GENERATED ALWAYS AS (json_extract(line, '$[8]')) VIRTUAL,
+    data TEXT GENERATED ALWAYS AS (json_extract(line, '$[9]')) VIRTUAL
+);
+CREATE UNIQUE INDEX records_chain_seq ON records (chain, seq);
+CREATE INDEX records_ts ON records (ts);
+CREATE INDEX records_identity ON records (identity, ts);
+CREATE INDEX records_session ON records (session_id);
+CREATE TABLE checkpoints (
+    chain TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    ts REAL NOT NULL,
+    key_id TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE TABLE touches (
+    record_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    identity TEXT,
+    relation TEXT NOT NULL,
+    col TEXT NOT NULL,
+    access TEXT NOT NULL
+);
+CREATE INDEX touches_relation ON touches (relation, col, ts);
+CREATE INDEX touches_record ON touches (record_id);
+CREATE INDEX touches_identity ON touches (identity, ts);
+"""
+
+IMPORTED_CHAIN = "imported"
+"""The chain that events from a store written before chaining existed are moved into."""
 
 
-def stored_event(row: Row) -> StoredEvent:
-    """An event as read back: a store row and a journal line have the same layout."""
-    return StoredEvent(
-        row[0],
-        AuditEvent(
+def _to_v2(db: sqlite3.Connection) -> None:
+    _script(db, _V2_RECORDS)
+    previous = GENESIS
+    records: list[ChainRecord] = []
+    rows = db.execute(
+        "SELECT id, ts, kind, session_id, identity, identity_kind, target, source, data"
+        " FROM events ORDER BY id"
+    )
+    for seq, row in enumerate(rows, 1):
+        event = AuditEvent(
             kind=EventKind(row[2]),
             session_id=row[3],
             identity=row[4],
@@ -51,19 +95,66 @@ def stored_event(row: Row) -> StoredEvent:
             source=row[7],
             data=json.loads(row[8]),
             ts=row[1],
-        ),
+        )
+        line = event_line(IMPORTED_CHAIN, seq, event)
+        digest = link(previous, line.encode())
+        records.append(ChainRecord(IMPORTED_CHAIN, seq, digest.hex(), line))
+        previous = digest
+    _insert(db, records)
+    db.execute("DROP TABLE events")
+    db.execute(
+        "CREATE VIEW events AS SELECT id, ts, kind, session_id, identity, identity_kind,"
+        " target, source, data FROM records"
     )
 
 
-_INSERT_JSON = (
-    "INSERT OR IGNORE INTO events"
-    " (id, ts, kind, session_id, identity, identity_kind, target, source, data)"
-    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-    " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
-    " json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'),"
-    " json_extract(value, '$[8]')"
-    " FROM json_each(?)"
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run DDL statements one by one (``executescript`` would commit the migration's
+    transaction half way)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _to_v1(db: sqlite3.Connection) -> None:
+    _script(db, _V1_EVENTS)
+
+
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _to_v1,  # 1: the first trail, without a chain
+    _to_v2,  # 2: hash-chained records, signed checkpoints, lineage
 )
+
+_INSERT_RECORDS = (
+    "INSERT OR IGNORE INTO records (chain, seq, hash, line)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]')"
+    " FROM json_each(?) ORDER BY key"
+)
+# Lineage rows come from the records themselves (their ``data.lineage``, written by
+# the proxy as {"read"|"write": {relation: [column, ...]}}): one row per relation
+# (col '') and one per column, so "who touched this table/column" is an index lookup.
+_INSERT_TOUCHES = """
+INSERT INTO touches (record_id, ts, identity, relation, col, access)
+SELECT r.id, r.ts, r.identity, t.key, '', a.key
+  FROM records r, json_each(r.line, '$[9].lineage') a, json_each(a.value) t
+ WHERE r.id > :before
+   AND NOT EXISTS (SELECT 1 FROM touches x WHERE x.record_id = r.id)
+UNION ALL
+SELECT r.id, r.ts, r.identity, t.key, c.value, a.key
+  FROM records r, json_each(r.line, '$[9].lineage') a, json_each(a.value) t, json_each(t.value) c
+ WHERE r.id > :before
+   AND NOT EXISTS (SELECT 1 FROM touches x WHERE x.record_id = r.id)
+"""
+
+
+def _insert(db: sqlite3.Connection, records: Sequence[ChainRecord]) -> None:
+    """Store records and their lineage rows (records already stored are left alone)."""
+    if not records:
+        return
+    before = db.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0]
+    db.execute(_INSERT_RECORDS, (encode_json([[r.chain, r.seq, r.hash, r.line] for r in records]),))
+    db.execute(_INSERT_TOUCHES, {"before": before})
 
 
 class SqliteAuditStore:
@@ -77,44 +168,135 @@ class SqliteAuditStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._migrate()
 
-    def write_rows(self, rows: Sequence[Row]) -> None:
-        """Store ``rows`` in one transaction; rows already stored are left as they are."""
+    def _migrate(self) -> None:
         db = self._db
-        db.execute("BEGIN")
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(_INSERT, rows)
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            for number, step in enumerate(_MIGRATIONS[version:], version + 1):
+                step(db)
+                db.execute(f"PRAGMA user_version = {number}")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
 
-    def write_lines(self, lines: Sequence[bytes]) -> None:
-        """Store journal lines (JSON arrays) in one statement.
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for read-only queries (search, lineage, verification)."""
+        return self._db
 
-        SQLite unpacks the batch itself (``json_each``), so the whole batch is
-        one call that runs without Python's global lock, instead of a call per
-        row that would contend with the event loop for it.
+    # writing ---------------------------------------------------------------------------
+
+    def write(self, records: Sequence[ChainRecord], checkpoint: Checkpoint | None = None) -> None:
+        """Store ``records`` (and ``checkpoint``) in one transaction, idempotently."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            _insert(db, records)
+            if checkpoint is not None:
+                self._put_checkpoint(checkpoint)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def put_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._put_checkpoint(checkpoint)
+
+    def _put_checkpoint(self, c: Checkpoint) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO checkpoints (chain, seq, head, ts, key_id, signature)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (c.chain, c.seq, c.head, c.ts, c.key_id, c.signature),
+        )
+
+    def append(
+        self,
+        chain: str,
+        events: Sequence[AuditEvent],
+        sign: Callable[[str, int, str], Checkpoint],
+    ) -> list[ChainRecord]:
+        """Append events to ``chain`` and sign its new head, in one transaction.
+
+        For writers without a journal (the command line): the chain's head is
+        read and extended under SQLite's write lock, so two at once stay in order.
         """
-        batch = b"[" + b",".join(line.rstrip(b"\n") for line in lines) + b"]"
-        self._db.execute(_INSERT_JSON, (batch.decode(),))
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            seq, previous = self._head(chain)
+            records = []
+            for event in events:
+                seq += 1
+                line = event_line(chain, seq, event)
+                previous = link(previous, line.encode())
+                records.append(ChainRecord(chain, seq, previous.hex(), line))
+            _insert(db, records)
+            if records:
+                self._put_checkpoint(sign(chain, seq, previous.hex()))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return records
 
-    def max_id(self) -> int:
-        row = self._db.execute("SELECT max(id) FROM events").fetchone()
-        return int(row[0] or 0)
+    # reading ---------------------------------------------------------------------------
+
+    def _head(self, chain: str) -> tuple[int, bytes]:
+        row = self._db.execute(
+            "SELECT seq, hash FROM records WHERE chain = ? ORDER BY seq DESC LIMIT 1", (chain,)
+        ).fetchone()
+        return (0, GENESIS) if row is None else (int(row[0]), bytes.fromhex(row[1]))
+
+    def head(self, chain: str) -> tuple[int, bytes]:
+        """The chain's last (seq, hash); (0, GENESIS) for a chain with no record yet."""
+        return self._head(chain)
+
+    def chains(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT chain FROM records GROUP BY chain UNION SELECT chain FROM checkpoints"
+        )
+        return sorted(row[0] for row in rows)
+
+    def chain_records(self, chain: str, *, after_seq: int = 0) -> Iterator[ChainRecord]:
+        """A chain's records in the order they are stored (by id), as kept."""
+        cursor = self._db.execute(
+            "SELECT chain, seq, hash, line, id FROM records WHERE chain = ? AND seq > ?"
+            " ORDER BY id",
+            (chain, after_seq),
+        )
+        for row in cursor:
+            yield ChainRecord(*row)
+
+    def checkpoints(self, chain: str) -> list[Checkpoint]:
+        rows = self._db.execute(
+            "SELECT chain, seq, head, ts, key_id, signature FROM checkpoints WHERE chain = ?"
+            " ORDER BY seq",
+            (chain,),
+        )
+        return [Checkpoint(*row) for row in rows]
 
     def tail(self, limit: int = 20, *, after_id: int = 0) -> list[StoredEvent]:
         """The latest ``limit`` events (oldest first), or the first ``limit`` after ``after_id``."""
         if after_id:
             cursor = self._db.execute(
-                "SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+                "SELECT chain, seq, hash, line, id FROM records WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
             )
             rows = cursor.fetchall()
         else:
-            cursor = self._db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+            cursor = self._db.execute(
+                "SELECT chain, seq, hash, line, id FROM records ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
             rows = cursor.fetchall()[::-1]
-        return [stored_event(row) for row in rows]
+        return [ChainRecord(*row).stored() for row in rows]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchall()
 
     def close(self) -> None:
         self._db.close()

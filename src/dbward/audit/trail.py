@@ -9,38 +9,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dbward.audit.chain import ChainRecord
 from dbward.audit.events import StoredEvent
-from dbward.audit.journal import Journal, Row
-from dbward.audit.store import SqliteAuditStore, stored_event
+from dbward.audit.journal import Journal, journal_segments
+from dbward.audit.store import SqliteAuditStore
 
 
 class AuditTrail:
     def __init__(self, store_path: Path, journal_dir: Path) -> None:
-        self._store = SqliteAuditStore(store_path)
+        self.store = SqliteAuditStore(store_path)
         self._journal_dir = journal_dir
 
-    def _journal_rows(self, after_id: int) -> list[Row]:
-        if not self._journal_dir.is_dir():
-            return []
-        rows: list[Row] = []
-        for segment in sorted(self._journal_dir.rglob("journal-*.log")):
+    def pending(self) -> list[ChainRecord]:
+        """Records the journal holds that the store does not yet, oldest first."""
+        found: list[ChainRecord] = []
+        for segment in journal_segments(self._journal_dir):
             try:
-                rows.extend(row for row in Journal.read(segment) if row[0] > after_id)
+                found.extend(Journal.read(segment))
             except FileNotFoundError:
                 continue  # stored and released meanwhile: the store has it
-        return rows
+        heads: dict[str, int] = {}
+        pending = []
+        for record in found:
+            if record.chain not in heads:
+                heads[record.chain] = self.store.head(record.chain)[0]
+            if record.seq > heads[record.chain]:
+                pending.append(record)
+        return sorted(pending, key=lambda r: r.stored().event.ts)
 
     def read(self, limit: int, *, after_id: int = 0) -> list[StoredEvent]:
-        """The latest ``limit`` events, or up to ``limit`` events after ``after_id``."""
-        pending = self._journal_rows(after_id)  # first: a segment released later is stored
-        stored = self._store.tail(limit, after_id=after_id)
-        merged = {s.id: s for s in stored}
-        newest = max(merged, default=after_id)
-        for row in pending:
-            if row[0] > newest or row[0] not in merged:
-                merged[row[0]] = stored_event(row)
-        events = [merged[i] for i in sorted(merged)]
+        """The latest ``limit`` events, or up to ``limit`` events stored after row
+        ``after_id``; either way followed by what only the journal holds (row 0)."""
+        pending = [r.stored() for r in self.pending()]  # first: a segment released later is stored
+        stored = self.store.tail(limit, after_id=after_id)
+        events = stored + pending
         return events[:limit] if after_id else events[-limit:]
 
     def close(self) -> None:
-        self._store.close()
+        self.store.close()

@@ -1,29 +1,38 @@
-"""Recording audit events: committed on the statement path, stored off it.
+"""Recording audit events: chained and committed on the statement path, stored off it.
 
-:meth:`AuditWriter.record` assigns the event its id and appends it to the
-journal before it returns, so a session that records a statement and then
-releases its result has released nothing unrecorded; the cost is one
-``write`` system call. A background thread moves journalled events into the
-SQLite store in batches (one transaction for everything that arrived since
-the last one) and lets the journal drop what the store holds; if it falls
-behind by ``max_pending`` events, the next ``record`` stores them itself, so
-memory stays bounded under any load. At start, events a crash left in the
-journal are stored first.
+:meth:`AuditWriter.record` gives the event its place in this process's chain
+(sequence number and hash, see :mod:`dbward.audit.chain`) and appends it to
+the journal before it returns, so a session that records a statement and then
+releases its result has released nothing unrecorded; the cost is one SHA-256
+and one ``write`` system call. A background thread moves journalled records
+into the store in batches (one transaction for everything that arrived since
+the last one), signs a checkpoint of the chain's head every
+``checkpoint_interval`` seconds (and at shutdown), and lets the journal drop
+what the store holds. If it falls behind by ``max_pending`` records, the next
+``record`` stores them itself, so memory stays bounded under any load. At
+start, records a crash left in the journal are stored first, and the chain
+continues from its stored head.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
+import time
 from collections import deque
 from pathlib import Path
 
+from dbward.audit.chain import ChainRecord, event_line
 from dbward.audit.events import AuditEvent
-from dbward.audit.journal import Journal, event_line
+from dbward.audit.journal import Journal, journal_segments
+from dbward.audit.signing import Checkpoint, Signer
 from dbward.audit.store import SqliteAuditStore
 
 log = logging.getLogger(__name__)
+
+_sha256 = hashlib.sha256
 
 
 class AuditWriter:
@@ -32,42 +41,46 @@ class AuditWriter:
         store: SqliteAuditStore,
         journal_dir: Path,
         *,
+        chain: str,
+        signer: Signer,
         fsync: bool = False,
         store_interval: float = 0.02,
+        checkpoint_interval: float = 5.0,
         max_pending: int = 10_000,
-        id_stride: int = 1,
-        id_offset: int = 0,
     ) -> None:
         self._store = store
         self._journal = Journal(journal_dir, fsync=fsync)
         self._interval = store_interval
+        self._checkpoint_interval = checkpoint_interval
         self._max_pending = max_pending
+        self.chain = chain
+        self.signer = signer
         self.inline_stores = 0
-        self._queue: deque[tuple[int, bytes]] = deque()  # (event id, journal line)
+        self._queue: deque[ChainRecord] = deque()
         self._storing = threading.Lock()
-        self.recovered = self._recover()
-        # Several workers share the store: each takes the ids congruent to its offset.
-        self._stride = id_stride
-        first = store.max_id() + 1
-        self._next_id = first + (id_offset - first) % id_stride
-        self._stored_up_to = 0
+        self.recovered = recover_journals(store, self._journal.directory)
+        self._seq, self._previous = store.head(chain)
+        self._signed_seq = self._seq  # a checkpoint is due once the head moves past this
+        self._last_checkpoint = 0.0
         self.events = 0
         self.batches = 0
+        self.checkpoints = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dbward-audit", daemon=True)
         self._thread.start()
 
-    def _recover(self) -> int:
-        """Store what a previous run journalled but did not store; return how many."""
-        return recover_journals(self._store, self._journal.directory)
-
     def record(self, event: AuditEvent) -> None:
-        """Commit ``event`` to the journal. Raises OSError if it cannot be written."""
-        event_id = self._next_id
-        line = event_line(event_id, event)
-        self._journal.append(line, event_id, event_id)
-        self._next_id = event_id + self._stride
-        self._queue.append((event_id, line))
+        """Chain ``event`` and commit it to the journal. Raises OSError if it cannot be written."""
+        seq = self._seq + 1
+        line = event_line(self.chain, seq, event)
+        data = line.encode()
+        digest = _sha256(self._previous + data).digest()
+        hexdigest = digest.hex()
+        self._journal.append(hexdigest.encode() + b" " + data + b"\n", seq, seq)
+        # Only once the journal holds it does the record count as part of the chain.
+        self._seq = seq
+        self._previous = digest
+        self._queue.append(ChainRecord(self.chain, seq, hexdigest, line))
         self.events += 1
         if len(self._queue) >= self._max_pending:
             # The storing thread is falling behind (it competes for the interpreter with
@@ -78,51 +91,66 @@ class AuditWriter:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             self.store_pending()
-        self.store_pending()
+        self.store_pending(final=True)
 
-    def store_pending(self) -> None:
-        """Move journalled events into the store now (also used at shutdown)."""
+    def _checkpoint_for(self, last: ChainRecord | None, *, final: bool) -> Checkpoint | None:
+        """A signed checkpoint of ``last`` when one is due (or at shutdown)."""
+        if last is None or last.seq <= self._signed_seq:
+            return None
+        now = time.time()
+        if not final and now - self._last_checkpoint < self._checkpoint_interval:
+            return None
+        return self.signer.checkpoint(self.chain, last.seq, last.hash, now)
+
+    def store_pending(self, *, final: bool = False) -> None:
+        """Move journalled records into the store now, with a checkpoint when one is due."""
         with self._storing:
             queue = self._queue
-            rows: list[tuple[int, bytes]] = []
+            records: list[ChainRecord] = []
             while queue:
-                rows.append(queue.popleft())
-            if not rows:
+                records.append(queue.popleft())
+            checkpoint = self._checkpoint_for(records[-1] if records else None, final=final)
+            if not records:
                 return
             try:
-                self._store.write_lines([line for _, line in rows])
+                self._store.write(records, checkpoint)
             except Exception as exc:  # kept in the journal and the queue: retried next time
                 log.error(
-                    "audit store write failed (%d event(s) kept in the journal): %s", len(rows), exc
+                    "audit store write failed (%d record(s) kept in the journal): %s",
+                    len(records),
+                    exc,
                 )
-                queue.extendleft(reversed(rows))
+                queue.extendleft(reversed(records))
                 return
             self.batches += 1
-            self._stored_up_to = rows[-1][0]
-            self._journal.release(self._stored_up_to)
+            if checkpoint is not None:
+                self.checkpoints += 1
+                self._signed_seq = checkpoint.seq
+                self._last_checkpoint = checkpoint.ts
+            self._journal.release(records[-1].seq)
 
     async def close(self) -> None:
         self._stop.set()
         await asyncio.to_thread(self._thread.join)
-        self.store_pending()
-        self._journal.close(stored_up_to=self._stored_up_to if not self._queue else 0)
+        self.store_pending(final=True)
+        self._journal.close(stored_up_to=self._seq if not self._queue else 0)
         self._store.close()
 
 
 def recover_journals(store: SqliteAuditStore, directory: Path) -> int:
-    """Store every event left in journal segments under ``directory``, then drop them.
+    """Store every record left in journal segments under ``directory``, then drop them.
 
-    Loading is idempotent (events keep their journal ids), so a crash during
-    recovery only means the next start does it again.
+    Loading is idempotent (a record is known by its chain and seq), so a crash
+    during recovery only means the next start does it again.
     """
     count = 0
-    segments = sorted(directory.rglob("journal-*.log")) if directory.is_dir() else []
+    segments = journal_segments(directory)
     for segment in segments:
-        rows = list(Journal.read(segment))
-        if rows:
-            store.write_rows(rows)
-            count += len(rows)
+        records = list(Journal.read(segment))
+        if records:
+            store.write(records)
+            count += len(records)
         segment.unlink()
     if count:
-        log.warning("audit: stored %d event(s) left in the journal by the last run", count)
+        log.warning("audit: stored %d record(s) left in the journal by the last run", count)
     return count

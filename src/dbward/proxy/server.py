@@ -14,6 +14,7 @@ import ssl
 from contextlib import suppress
 from pathlib import Path
 
+from dbward.audit.signing import SIGNING_KEY, Signer
 from dbward.audit.store import SqliteAuditStore
 from dbward.audit.writer import AuditWriter
 from dbward.config import Config, Listener
@@ -50,19 +51,21 @@ class Server:
             journal = journal / f"worker-{worker}"
             (config.state_dir / "run").mkdir(mode=0o700, exist_ok=True)
             cancel_socket(config, worker).unlink(missing_ok=True)
+        keyring = load_keyring(config.state_dir)
         audit = AuditWriter(
             SqliteAuditStore(config.audit_path),
             journal,
+            chain=f"{config.audit.instance}-{worker}",
+            signer=Signer(keyring.key(SIGNING_KEY)),
             fsync=config.audit.synchronous == "full",
-            id_stride=workers,
-            id_offset=worker,
+            checkpoint_interval=config.audit.checkpoint_interval,
         )
         self.ctx = ProxyContext(
             config=config,
             policy=PolicySource(config.policy.file, audit if worker == 0 else None),
             authenticator=Authenticator(config.identity, tokens),
             audit=audit,
-            keyring=load_keyring(config.state_dir),
+            keyring=keyring,
             catalogs=Catalogs(config.connections),
             cancels=CancelRegistry(worker, workers),
             cancel_sockets=[cancel_socket(config, i) for i in range(workers)]

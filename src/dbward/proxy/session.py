@@ -44,6 +44,7 @@ from dbward.proxy.masking import NOTHING_TO_MASK, SessionMasking, statement_shap
 from dbward.proxy.recorder import SessionRecorder
 from dbward.proxy.tracking import FinishedStatement, StatementTracker
 from dbward.sql.facts import Analysis, StatementKind
+from dbward.sql.lineage import cached_lineage
 
 log = logging.getLogger(__name__)
 
@@ -556,6 +557,10 @@ class Session:
             "rows": done.rows,
             "tags": list(done.tags),
         }
+        if analysis is not None:
+            touched = cached_lineage(analysis)
+            if touched:
+                data["lineage"] = touched
         if done.prepared_name:
             data["prepared"] = done.prepared_name
         decision = done.decision
