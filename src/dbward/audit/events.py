@@ -16,6 +16,9 @@ class EventKind(StrEnum):
     STATEMENT_STARTED = "statement.started"
     CANCEL = "cancel"
     POLICY_RELOAD = "policy.reload"
+    TOKEN_CREATED = "token.created"  # noqa: S105 - an event name
+    TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an event name
+    AUDIT_EXPORTED = "audit.exported"
 
 
 @dataclass(frozen=True, slots=True)

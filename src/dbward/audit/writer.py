@@ -60,6 +60,7 @@ class AuditWriter:
         self._storing = threading.Lock()
         self.recovered = recover_journals(store, self._journal.directory)
         self._seq, self._previous = store.head(chain)
+        self._stored_head: ChainRecord | None = None  # the last record this writer stored
         self._signed_seq = self._seq  # a checkpoint is due once the head moves past this
         self._last_checkpoint = 0.0
         self.events = 0
@@ -93,14 +94,15 @@ class AuditWriter:
             self.store_pending()
         self.store_pending(final=True)
 
-    def _checkpoint_for(self, last: ChainRecord | None, *, final: bool) -> Checkpoint | None:
-        """A signed checkpoint of ``last`` when one is due (or at shutdown)."""
-        if last is None or last.seq <= self._signed_seq:
+    def _checkpoint_due(self, head: ChainRecord | None, *, final: bool) -> Checkpoint | None:
+        """A signed checkpoint of ``head`` when the chain moved past the last one and the
+        interval has passed (at shutdown, whenever it moved)."""
+        if head is None or head.seq <= self._signed_seq:
             return None
         now = time.time()
         if not final and now - self._last_checkpoint < self._checkpoint_interval:
             return None
-        return self.signer.checkpoint(self.chain, last.seq, last.hash, now)
+        return self.signer.checkpoint(self.chain, head.seq, head.hash, now)
 
     def store_pending(self, *, final: bool = False) -> None:
         """Move journalled records into the store now, with a checkpoint when one is due."""
@@ -109,11 +111,15 @@ class AuditWriter:
             records: list[ChainRecord] = []
             while queue:
                 records.append(queue.popleft())
-            checkpoint = self._checkpoint_for(records[-1] if records else None, final=final)
-            if not records:
+            head = records[-1] if records else self._stored_head
+            checkpoint = self._checkpoint_due(head, final=final)
+            if not records and checkpoint is None:
                 return
             try:
-                self._store.write(records, checkpoint)
+                if records:
+                    self._store.write(records, checkpoint)
+                elif checkpoint is not None:
+                    self._store.put_checkpoint(checkpoint)
             except Exception as exc:  # kept in the journal and the queue: retried next time
                 log.error(
                     "audit store write failed (%d record(s) kept in the journal): %s",
@@ -122,12 +128,14 @@ class AuditWriter:
                 )
                 queue.extendleft(reversed(records))
                 return
-            self.batches += 1
             if checkpoint is not None:
                 self.checkpoints += 1
                 self._signed_seq = checkpoint.seq
                 self._last_checkpoint = checkpoint.ts
-            self._journal.release(records[-1].seq)
+            if records:
+                self.batches += 1
+                self._stored_head = records[-1]
+                self._journal.release(records[-1].seq)
 
     async def close(self) -> None:
         self._stop.set()

@@ -1,23 +1,23 @@
-"""The ``dbward`` command: serve, demo, token, audit, policy."""
+"""The ``dbward`` command: serve, demo, token; audit and policy live in their own modules."""
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from dbward.config import Config, load_config, parse_config
+from dbward.audit.events import EventKind
+from dbward.cli.audit import audit
+from dbward.cli.common import _config, _fail, config_option, console
+from dbward.cli.policy import policy
 from dbward.errors import DbwardError
 from dbward.identity.models import IdentityKind
 from dbward.identity.tokens import TokenStore, format_time, parse_ttl
-
-console = Console(stderr=True)
-DEFAULT_CONFIG = Path("dbward.yaml")
 
 
 def _setup_logging(level: str) -> None:
@@ -26,29 +26,6 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-def _config(path: Path | None) -> Config:
-    """The given config file, ./dbward.yaml if present, else defaults (state in ./.dbward)."""
-    if path is not None:
-        return load_config(path)
-    if DEFAULT_CONFIG.exists():
-        return load_config(DEFAULT_CONFIG)
-    return parse_config({"connections": {}}, base_dir=Path.cwd())
-
-
-def _fail(exc: DbwardError) -> None:
-    console.print(f"[red]error:[/red] {exc.message}")
-    raise SystemExit(2)
-
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="dbward.yaml (default: ./dbward.yaml if present)",
-)
 
 
 @click.group()
@@ -120,6 +97,14 @@ def _tokens(config_path: Path | None) -> TokenStore:
         raise
 
 
+def _record_admin(config_path: Path | None, kind: EventKind, data: dict[str, Any]) -> None:
+    """Chain an operator's action into the audit trail (never a secret)."""
+    from dbward.audit.admin import record_admin
+
+    config = _config(config_path)
+    record_admin(config.audit_path, config.state_dir, config.audit.instance, kind, data)
+
+
 @token.command("create")
 @config_option
 @click.option("--name", required=True, help="the identity's name; clients connect as this user")
@@ -143,6 +128,12 @@ def token_create(
             _fail(exc)
             return
     expires = format_time(record.expires_at) if record.expires_at else "never"
+    _record_admin(
+        config_path,
+        EventKind.TOKEN_CREATED,
+        {"token": record.id, "name": name, "kind": kind, "groups": list(record.groups),
+         "expires": record.expires_at},
+    )  # fmt: skip
     console.print(
         f"created {kind} token [bold]{record.id}[/bold] for [bold]{name}[/bold] "
         f"(groups: {', '.join(record.groups) or '-'}; expires {expires})"
@@ -183,46 +174,13 @@ def token_revoke(config_path: Path | None, name_or_id: str) -> None:
         except DbwardError as exc:
             _fail(exc)
             return
+    _record_admin(config_path, EventKind.TOKEN_REVOKED, {"token": record.id, "name": record.name})
     console.print(f"revoked token {record.id} ({record.name})")
 
 
-@cli.group()
-def audit() -> None:
-    """Read the audit trail."""
-
-
-@audit.command("tail")
-@config_option
-@click.option("-n", "--lines", "limit", default=20, show_default=True)
-@click.option("-f", "--follow", is_flag=True, help="keep printing new records")
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
-def audit_tail(config_path: Path | None, limit: int, follow: bool, as_json: bool) -> None:
-    """Print the latest audit records."""
-    from dbward.audit.render import render_event, render_json
-    from dbward.audit.trail import AuditTrail
-
-    config = _config(config_path)
-    if not config.audit_path.exists():
-        _fail(DbwardError(f"no audit store at {config.audit_path}: has dbward run here?"))
-    trail = AuditTrail(config.audit_path, config.audit_journal_dir)
-    last = 0
-    try:
-        while True:
-            events = trail.read(limit if not last else 1000, after_id=last)
-            for stored in events:
-                click.echo(render_json(stored) if as_json else render_event(stored))
-                last = stored.id
-            if not follow:
-                break
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        trail.close()
+cli.add_command(audit)
+cli.add_command(policy)
 
 
 def main() -> None:
-    from dbward.cli.policy import policy
-
-    cli.add_command(policy)
     cli(prog_name="dbward")

@@ -31,7 +31,7 @@ def policy() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def policy_check(file: Path) -> None:
     """Validate FILE; errors name the line."""
-    from dbward.cli.main import _fail
+    from dbward.cli.common import _fail
 
     try:
         loaded = load_policy(file)
@@ -101,7 +101,7 @@ def policy_test(
     sql: str,
 ) -> None:
     """Show the decision on SQL ("-" reads it from stdin), the rule and the facts behind it."""
-    from dbward.cli.main import _config, _fail
+    from dbward.cli.common import _config, _fail
 
     try:
         config = _config(config_path)

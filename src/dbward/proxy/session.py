@@ -557,13 +557,13 @@ class Session:
             "rows": done.rows,
             "tags": list(done.tags),
         }
-        if analysis is not None:
-            touched = cached_lineage(analysis)
+        decision = done.decision
+        if analysis is not None and not done.sqlstate and (decision is None or decision.allowed):
+            touched = cached_lineage(analysis)  # what ran; a refused or failed one touched nothing
             if touched:
                 data["lineage"] = touched
         if done.prepared_name:
             data["prepared"] = done.prepared_name
-        decision = done.decision
         if decision is not None:
             data["decision"] = decision.action.value
             data["rule"] = decision.rule
