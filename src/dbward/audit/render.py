@@ -17,7 +17,11 @@ def _statement(data: dict[str, object]) -> str:
     if len(text) > 200:
         text = text[:197] + "..."
     outcome = f"ERROR {data['sqlstate']}" if data.get("sqlstate") else f"rows={data.get('rows')}"
-    return f"[{data.get('protocol')}] {text}  ({outcome}, {data.get('duration_ms')} ms)"
+    line = f"[{data.get('protocol')}] {text}  ({outcome}, {data.get('duration_ms')} ms)"
+    agent = data.get("agent")
+    if isinstance(agent, dict) and agent:
+        line += "  agent: " + " ".join(f"{k}={v}" for k, v in agent.items())
+    return line
 
 
 def render_event(stored: StoredEvent) -> str:

@@ -28,3 +28,5 @@ class Identity:
     subject: str
     expires_at: float | None = None
     token_id: str | None = None
+    # Agent metadata from the token (agent, model, model_version, pipeline, run_id, ...).
+    attributes: tuple[tuple[str, str], ...] = ()

@@ -27,6 +27,7 @@ import jwt
 
 from dbward.config import OidcProvider
 from dbward.errors import AuthenticationError, AuthorizationError
+from dbward.identity.attribution import from_claims
 from dbward.identity.models import Identity
 
 Fetch = Callable[[str], Awaitable[bytes]]
@@ -547,6 +548,7 @@ class OidcVerifier:
             provider=f"oidc:{self.provider.issuer}",
             subject=subject if isinstance(subject, str) and subject else username,
             expires_at=float(claims["exp"]),
+            attributes=tuple(from_claims(claims).items()),
         )
 
     def _username(self, claims: dict[str, Any]) -> str:

@@ -36,6 +36,7 @@ from dbward.codec.pg.startup import (
 from dbward.config import Listener
 from dbward.credentials import read_credentials
 from dbward.errors import DbwardError
+from dbward.identity.attribution import from_application_name, merged
 from dbward.identity.models import Identity
 from dbward.proxy.cancel import CancelTarget, cancel_backend
 from dbward.proxy.connection import Conn
@@ -66,6 +67,7 @@ class Established:
     upstream: Upstream
     client_key: BackendKeyData | None
     parameters: dict[str, str] = field(default_factory=dict)  # forwarded startup parameters
+    agent: dict[str, str] = field(default_factory=dict)  # agent metadata (see attribution)
 
 
 class Handshake:
@@ -90,6 +92,7 @@ class Handshake:
         self.upstream: Upstream | None = None
         self.parameters: dict[str, str] = {}
         self.client_key: BackendKeyData | None = None
+        self.agent: dict[str, str] = {}
         self._parser = StartupParser(max_packet=ctx.config.limits.max_startup_packet)
         self._packets: list[StartupPacket] = []
 
@@ -115,7 +118,12 @@ class Handshake:
                 assert self.target is not None
                 assert self.upstream is not None
                 return Established(
-                    self.identity, self.target, self.upstream, self.client_key, self.parameters
+                    self.identity,
+                    self.target,
+                    self.upstream,
+                    self.client_key,
+                    self.parameters,
+                    self.agent,
                 )
 
     async def _accept_tls(self) -> None:
@@ -235,6 +243,7 @@ class Handshake:
         assert self.identity is not None
         upstream = self.upstream
         connection = self.ctx.config.connections[database]
+        self.agent = merged(dict(self.identity.attributes), from_application_name(client_app))
         out = [AuthenticationOk().encode()]
         for status in upstream.parameters:
             if status.name == "application_name":
@@ -260,6 +269,7 @@ class Handshake:
                 "identity_provider": self.identity.provider,
                 "groups": list(self.identity.groups),
                 "client_application": client_app,
+                **({"agent": self.agent} if self.agent else {}),
                 "user": startup.user,
                 "environment": environment,
                 "tls": self.client.tls_version(),

@@ -24,6 +24,7 @@ from dbward.codec.pg.framing import Frame, Framer
 from dbward.codec.pg.frontend import FRONTEND_NAMES, Bind, Terminate
 from dbward.config import Listener
 from dbward.errors import DbwardError
+from dbward.identity.attribution import from_statement, merged
 from dbward.masking.copy import CopyOptions, copy_options
 from dbward.masking.plan import Field
 from dbward.masking.rows import MaskStats
@@ -562,6 +563,13 @@ class Session:
             touched = cached_lineage(analysis)  # what ran; a refused or failed one touched nothing
             if touched:
                 data["lineage"] = touched
+        agent = self.established.agent if self.established is not None else {}
+        if "*/" in done.text:
+            tagged = from_statement(done.text)
+            if tagged:
+                agent = merged(agent, tagged)
+        if agent:
+            data["agent"] = agent
         if done.prepared_name:
             data["prepared"] = done.prepared_name
         if decision is not None:
