@@ -59,13 +59,31 @@ class Journal:
         if self._fd < 0 or self._size >= _SEGMENT_BYTES:
             self._open(first_id)
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if self._fsync:
-            os.fdatasync(self._fd)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self._fsync:
+                os.fdatasync(self._fd)
+        except OSError:
+            self._drop_partial()
+            raise
         self._size += len(data)
         self._last_id = last_id
+
+    def _drop_partial(self) -> None:
+        """After a failed write, cut the segment back to its last whole line, so the next
+        record does not land on a fragment; where that fails, the next record starts a
+        new segment (a fragment at a segment's end is skipped when read)."""
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            os.close(self._fd)
+            self._fd = -1
+            if self._current is not None:
+                with self._lock:
+                    self._sealed.append((self._current, self._last_id))
+                self._current = None
 
     def _open(self, first_id: int) -> None:
         if self._fd >= 0:
@@ -74,9 +92,13 @@ class Journal:
             with self._lock:
                 self._sealed.append((self._current, self._last_id))
         self._current = self.directory / f"journal-{first_id}.log"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
         self._fd = os.open(self._current, flags, 0o600)
-        self._size = 0
+        self._size = os.fstat(self._fd).st_size
+        if self._size and os.pread(self._fd, 1, self._size - 1) != b"\n":
+            # A segment given up after a failed write ends in a fragment: end it first.
+            os.write(self._fd, b"\n")
+            self._size += 1
 
     def release(self, stored_up_to: int) -> None:
         """Delete sealed segments whose every event is in the store."""

@@ -80,6 +80,7 @@ class Signer:
         return base64.b64encode(self._key.sign(data)).decode()
 
     def checkpoint(self, chain: str, seq: int, head: str, ts: float) -> Checkpoint:
+        ts = float(ts)  # the payload must read back the same from the store
         payload = checkpoint_payload(chain, seq, head, ts, self.key_id)
         return Checkpoint(chain, seq, head, ts, self.key_id, self.sign(payload))
 

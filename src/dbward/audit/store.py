@@ -193,7 +193,7 @@ class SqliteAuditStore:
     def write(self, records: Sequence[ChainRecord], checkpoint: Checkpoint | None = None) -> None:
         """Store ``records`` (and ``checkpoint``) in one transaction, idempotently."""
         db = self._db
-        db.execute("BEGIN")
+        db.execute("BEGIN IMMEDIATE")  # waits for another writer rather than failing
         try:
             _insert(db, records)
             if checkpoint is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from dbward.sql.facts import Analysis, StatementKind
+from dbward.sql.facts import Analysis, StatementFacts, StatementKind
 
 Lineage = dict[str, dict[str, list[str]]]
 
@@ -26,33 +26,42 @@ def lineage(analysis: Analysis) -> Lineage:
     read: dict[str, dict[str, None]] = {}
     write: dict[str, dict[str, None]] = {}
     for part in analysis.statements:
-        reads = [str(r) for r in part.reads]
-        writes = [str(r) for r in part.writes]
-        for name in reads:
-            read.setdefault(name, {})
-        for name in writes:
-            write.setdefault(name, {})
-        removes = part.command.startswith(_REMOVING)
-        for column in part.columns:
-            owners = [str(column.relation)] if column.relation is not None else reads or writes
-            for owner in owners:
-                if owner in writes and not removes:
-                    write[owner][column.name] = None
-                if owner in reads or owner not in writes or removes:
-                    read.setdefault(owner, {})[column.name] = None
-        for name in writes:
-            if removes or (part.kind in _WRITING and not write[name]):
-                write[name]["*"] = None
-        if part.command.startswith("COPY"):
-            for name in reads:
-                if not read[name]:
-                    read[name]["*"] = None
+        part_read, part_write = _part(part)
+        for table, columns in part_read.items():
+            read.setdefault(table, {}).update(columns)
+        for table, columns in part_write.items():
+            write.setdefault(table, {}).update(columns)
     result: Lineage = {}
     if read:
         result["read"] = {table: list(columns) for table, columns in read.items()}
     if write:
         result["write"] = {table: list(columns) for table, columns in write.items()}
     return result
+
+
+def _part(part: StatementFacts) -> tuple[dict[str, dict[str, None]], dict[str, dict[str, None]]]:
+    """One statement's reads and writes (a later part's ``*`` is its own, not hidden by
+    columns an earlier part named)."""
+    reads = [str(r) for r in part.reads]
+    writes = [str(r) for r in part.writes]
+    read: dict[str, dict[str, None]] = {name: {} for name in reads}
+    write: dict[str, dict[str, None]] = {name: {} for name in writes}
+    removes = part.command.startswith(_REMOVING)
+    for column in part.columns:
+        owners = [str(column.relation)] if column.relation is not None else reads or writes
+        for owner in owners:
+            if owner in write and not removes:
+                write[owner][column.name] = None
+            if owner in read or owner not in write or removes:
+                read.setdefault(owner, {})[column.name] = None
+    for name in writes:
+        if removes or (part.kind in _WRITING and not write[name]):
+            write[name]["*"] = None
+    if part.command.startswith("COPY"):
+        for name in reads:
+            if not read[name]:
+                read[name]["*"] = None
+    return read, write
 
 
 @functools.lru_cache(maxsize=4096)
