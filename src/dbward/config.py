@@ -143,9 +143,31 @@ class IdentityConfig(_Model):
 _INSTANCE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+class AuditPostgres(_Model):
+    """The PostgreSQL audit store (schema ``dbward_audit``), shared by several instances."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str
+    credentials: Credentials
+    sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    ca_file: Path | None = None
+    connect_timeout: float = Field(default=5.0, gt=0)
+
+
 class AuditConfig(_Model):
-    store: Literal["sqlite"] = "sqlite"
+    store: Literal["sqlite", "postgres"] = Field(
+        default="sqlite",
+        description="sqlite: one file in the state directory; postgres: a database several "
+        "instances share (audit.postgres)",
+    )
     path: Path | None = Field(default=None, description="defaults to <state_dir>/audit.db")
+    postgres: AuditPostgres | None = None
+    fail_closed: list[str] = Field(
+        default=["production"],
+        description="environments whose statements are refused while the audit store "
+        "cannot be written (records are still journalled); others keep running",
+    )
     instance: str = Field(
         default_factory=lambda: _INSTANCE_CHARS.sub("-", socket.gethostname())[:64] or "dbward",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
@@ -158,6 +180,13 @@ class AuditConfig(_Model):
         le=3600,
         description="seconds between signed checkpoints of the chain's head (also at shutdown)",
     )
+
+    @model_validator(mode="after")
+    def _store_settings(self) -> AuditConfig:
+        if self.store == "postgres" and self.postgres is None:
+            raise ValueError("store: postgres needs the audit.postgres settings")
+        return self
+
     synchronous: Literal["normal", "full"] = Field(
         default="normal",
         description="full: fdatasync the journal before a result is released (survives a "

@@ -15,7 +15,7 @@ from typing import Any
 from dbward.audit.chain import ChainRecord
 from dbward.audit.events import AuditEvent, EventKind
 from dbward.audit.signing import SIGNING_KEY, Signer
-from dbward.audit.store import SqliteAuditStore
+from dbward.audit.store import AuditStore
 from dbward.keyring import load_keyring
 
 
@@ -28,17 +28,14 @@ def operator() -> str:
 
 
 def record_admin(
-    store_path: Path, state_dir: Path, instance: str, kind: EventKind, data: dict[str, Any]
+    store: AuditStore, state_dir: Path, instance: str, kind: EventKind, data: dict[str, Any]
 ) -> ChainRecord:
+    """Append one operator action to the command line's chain and sign it."""
     signer = Signer(load_keyring(state_dir).key(SIGNING_KEY))
     event = AuditEvent(kind, session_id="cli", identity=operator(), source="cli", data=data)
-    store = SqliteAuditStore(store_path)
-    try:
-        (record,) = store.append(
-            f"{instance}-cli",
-            [event],
-            lambda chain, seq, head: signer.checkpoint(chain, seq, head, time.time()),
-        )
-    finally:
-        store.close()
+    (record,) = store.append(
+        f"{instance}-cli",
+        [event],
+        lambda chain, seq, head: signer.checkpoint(chain, seq, head, time.time()),
+    )
     return record

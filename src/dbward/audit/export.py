@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from dbward.audit.chain import GENESIS, ChainRecord
 from dbward.audit.events import EventKind, StoredEvent
 from dbward.audit.signing import Checkpoint, Signer, signature_valid
-from dbward.audit.store import SqliteAuditStore
+from dbward.audit.store import AuditStore
 from dbward.audit.verify import Problem, Verification, verify_chain
 
 BUNDLE_FORMAT = "dbward-audit-bundle"
@@ -185,7 +185,7 @@ def write_ocsf(records: Iterable[ChainRecord], out: IO[str]) -> int:
 
 
 def chain_segment(
-    store: SqliteAuditStore, chain: str, since: float | None, until: float | None
+    store: AuditStore, chain: str, since: float | None, until: float | None
 ) -> tuple[int, str, list[ChainRecord]]:
     """The contiguous run of a chain's records from the first at or after ``since`` to
     the last before ``until``: (the seq before it, the hash it follows, the records)."""
@@ -213,7 +213,7 @@ def chain_segment(
 
 
 def bundle_lines(
-    store: SqliteAuditStore,
+    store: AuditStore,
     signer: Signer,
     *,
     since: float | None = None,

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbward.audit.chain import ChainRecord
+from dbward.audit.dialect import Dialect
 from dbward.audit.events import StoredEvent
-from dbward.audit.store import SqliteAuditStore
+from dbward.audit.store import AuditStore
 
 MAX_LIMIT = 10_000
 
@@ -36,16 +37,16 @@ class Search:
     before_id: int | None = None  # paging: records stored before this row
 
 
-def _session_filter(field: str, value: str) -> tuple[str, list[Any]]:
+def _session_filter(dialect: Dialect, field: str, value: str) -> tuple[str, list[Any]]:
     """Sessions whose connection.start record says ``field`` is (or contains) ``value``."""
     if field == "groups":
-        test = "EXISTS (SELECT 1 FROM json_each(s.data, '$.groups') g WHERE g.value = ?)"
+        test, params = dialect.has_value("s.data", "groups"), dialect.has_value_params(value)
     else:
-        test = f"json_extract(s.data, '$.{field}') = ?"
+        test, params = f"{dialect.text('s.data', field)} = ?", [value]
     return (
         "r.session_id IN (SELECT s.session_id FROM records s"
         f" WHERE s.kind = 'connection.start' AND {test})",
-        [value],
+        params,
     )
 
 
@@ -57,8 +58,9 @@ def _table_filter(table: str) -> tuple[str, list[Any]]:
     )
 
 
-def search(store: SqliteAuditStore, query: Search) -> list[StoredEvent]:
+def search(store: AuditStore, query: Search) -> list[StoredEvent]:
     """Matching records, oldest first: the newest ``limit`` of them (before ``before_id``)."""
+    dialect = store.dialect
     where: list[str] = []
     params: list[Any] = []
 
@@ -77,7 +79,7 @@ def search(store: SqliteAuditStore, query: Search) -> list[StoredEvent]:
     if query.session:
         add("r.session_id = ?", query.session)
     if query.decision:
-        add("json_extract(r.data, '$.decision') = ?", query.decision)
+        add(f"{dialect.text('r.data', 'decision')} = ?", query.decision)
     if query.since is not None:
         add("r.ts >= ?", query.since)
     if query.until is not None:
@@ -85,22 +87,16 @@ def search(store: SqliteAuditStore, query: Search) -> list[StoredEvent]:
     if query.before_id is not None:
         add("r.id < ?", query.before_id)
     if query.text:
-        add(
-            "(instr(lower(json_extract(r.data, '$.statement')), lower(?)) > 0"
-            " OR instr(lower(json_extract(r.data, '$.error')), lower(?)) > 0)",
-            query.text,
-            query.text,
-        )
+        statement = dialect.contains(dialect.text("r.data", "statement"))
+        error = dialect.contains(dialect.text("r.data", "error"))
+        add(f"({statement} OR {error})", query.text, query.text)
     if query.agent:
-        add(
-            "EXISTS (SELECT 1 FROM json_each(r.data, '$.agent') a WHERE a.value = ?)",
-            query.agent,
-        )
+        add(dialect.has_value("r.data", "agent"), *dialect.has_value_params(query.agent))
     if query.group:
-        clause, values = _session_filter("groups", query.group)
+        clause, values = _session_filter(dialect, "groups", query.group)
         add(clause, *values)
     if query.environment:
-        clause, values = _session_filter("environment", query.environment)
+        clause, values = _session_filter(dialect, "environment", query.environment)
         add(clause, *values)
     if query.table:
         clause, values = _table_filter(query.table)
@@ -132,7 +128,7 @@ class Touched:
     columns: tuple[str, ...] = ()
 
 
-def split_table_column(store: SqliteAuditStore, name: str) -> tuple[str, str | None]:
+def split_table_column(store: AuditStore, name: str) -> tuple[str, str | None]:
     """``schema.table``, ``table``, ``table.column`` or ``schema.table.column``: the
     last part is a column unless the whole name is a table the trail knows."""
     known = store.query(
@@ -156,14 +152,17 @@ def _range(since: float | None, until: float | None) -> tuple[str, list[Any]]:
     return "".join(f" AND {c}" for c in clauses), params
 
 
-_AGGREGATE = (
-    " count(*), coalesce(sum(json_extract(r.data, '$.rows')), 0),"
-    " sum(json_extract(r.data, '$.masked') IS NOT NULL), min(r.ts), max(r.ts)"
-)
+def _aggregate(dialect: Dialect) -> str:
+    rows = dialect.number("r.data", "rows")
+    masked = dialect.text("r.data", "masked")
+    return (
+        f" count(*), coalesce(sum({rows}), 0),"
+        f" sum(CASE WHEN {masked} IS NOT NULL THEN 1 ELSE 0 END), min(r.ts), max(r.ts)"
+    )
 
 
 def who_touched(
-    store: SqliteAuditStore,
+    store: AuditStore,
     table: str,
     column: str | None = None,
     *,
@@ -175,7 +174,7 @@ def who_touched(
     col_test = "t.col = ''" if column is None else "t.col IN (?, '*')"
     col_params = [] if column is None else [column]
     rows = store.query(
-        "SELECT r.identity, r.identity_kind, t.access," + _AGGREGATE + " FROM"
+        "SELECT r.identity, r.identity_kind, t.access," + _aggregate(store.dialect) + " FROM"
         " (SELECT DISTINCT t.record_id, t.access FROM touches t"
         "   WHERE (t.relation = ? OR t.relation LIKE '%.' || ?) AND " + col_test + span + ") t"
         " JOIN records r ON r.id = t.record_id"
@@ -183,13 +182,15 @@ def who_touched(
         [table, table, *col_params, *span_params],
     )
     return [
-        Touched(row[0] or "-", row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+        Touched(
+            row[0] or "-", row[1], row[2], int(row[3]), int(row[4]), int(row[5]), row[6], row[7]
+        )
         for row in rows
     ]
 
 
 def touched_by(
-    store: SqliteAuditStore,
+    store: AuditStore,
     identity: str,
     *,
     since: float | None = None,
@@ -198,10 +199,12 @@ def touched_by(
     """Which tables (and columns) ``identity`` read or wrote."""
     span, span_params = _range(since, until)
     rows = store.query(
-        "SELECT t.relation, r.identity_kind, t.access," + _AGGREGATE + " FROM touches t"
+        "SELECT t.relation, r.identity_kind, t.access,"
+        + _aggregate(store.dialect)
+        + " FROM touches t"
         " JOIN records r ON r.id = t.record_id WHERE t.identity = ? AND t.col = ''"
         + span
-        + " GROUP BY t.relation, t.access ORDER BY max(r.ts) DESC",
+        + " GROUP BY t.relation, r.identity_kind, t.access ORDER BY max(r.ts) DESC",
         [identity, *span_params],
     )
     columns: dict[tuple[str, str], list[str]] = {}
@@ -216,9 +219,9 @@ def touched_by(
             key=row[0],
             identity_kind=row[1],
             access=row[2],
-            statements=row[3],
-            rows=row[4],
-            masked=row[5],
+            statements=int(row[3]),
+            rows=int(row[4]),
+            masked=int(row[5]),
             first=row[6],
             last=row[7],
             columns=tuple(columns.get((row[0], row[2]), ())),

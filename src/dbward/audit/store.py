@@ -18,9 +18,10 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dbward.audit.chain import GENESIS, ChainRecord, encode_json, event_line, link
+from dbward.audit.dialect import SQLITE, Dialect
 from dbward.audit.events import AuditEvent, EventKind, StoredEvent
 from dbward.audit.signing import Checkpoint
 
@@ -157,7 +158,42 @@ def _insert(db: sqlite3.Connection, records: Sequence[ChainRecord]) -> None:
     db.execute(_INSERT_TOUCHES, {"before": before})
 
 
+class AuditStore(Protocol):
+    """What the writer, verification, search and export need of a store."""
+
+    dialect: Dialect
+
+    def write(
+        self, records: Sequence[ChainRecord], checkpoint: Checkpoint | None = None
+    ) -> None: ...
+
+    def put_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
+    def append(
+        self,
+        chain: str,
+        events: Sequence[AuditEvent],
+        sign: Callable[[str, int, str], Checkpoint],
+    ) -> list[ChainRecord]: ...
+
+    def head(self, chain: str) -> tuple[int, bytes]: ...
+
+    def chains(self) -> list[str]: ...
+
+    def chain_records(self, chain: str, *, after_seq: int = 0) -> Iterator[ChainRecord]: ...
+
+    def checkpoints(self, chain: str) -> list[Checkpoint]: ...
+
+    def tail(self, limit: int = 20, *, after_id: int = 0) -> list[StoredEvent]: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def close(self) -> None: ...
+
+
 class SqliteAuditStore:
+    dialect = SQLITE
+
     def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         created = not path.exists()

@@ -12,12 +12,12 @@ from pathlib import Path
 from dbward.audit.chain import ChainRecord
 from dbward.audit.events import StoredEvent
 from dbward.audit.journal import Journal, journal_segments
-from dbward.audit.store import SqliteAuditStore
+from dbward.audit.store import AuditStore
 
 
 class AuditTrail:
-    def __init__(self, store_path: Path, journal_dir: Path) -> None:
-        self.store = SqliteAuditStore(store_path)
+    def __init__(self, store: AuditStore, journal_dir: Path) -> None:
+        self.store = store
         self._journal_dir = journal_dir
 
     def pending(self) -> list[ChainRecord]:

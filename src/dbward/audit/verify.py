@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from dbward.audit.chain import GENESIS, ChainRecord, link
 from dbward.audit.signing import Checkpoint, signature_valid
-from dbward.audit.store import SqliteAuditStore
+from dbward.audit.store import AuditStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +195,7 @@ def verify_chain(
     return report(None)
 
 
-def verify_store(store: SqliteAuditStore, public_key: Ed25519PublicKey) -> Verification:
+def verify_store(store: AuditStore, public_key: Ed25519PublicKey) -> Verification:
     """Verify every chain in a store."""
     reports = [
         verify_chain(chain, store.chain_records(chain), store.checkpoints(chain), public_key)

@@ -28,7 +28,7 @@ from dbward.audit.chain import ChainRecord, event_line
 from dbward.audit.events import AuditEvent
 from dbward.audit.journal import Journal, journal_segments
 from dbward.audit.signing import Checkpoint, Signer
-from dbward.audit.store import SqliteAuditStore
+from dbward.audit.store import AuditStore
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ _sha256 = hashlib.sha256
 class AuditWriter:
     def __init__(
         self,
-        store: SqliteAuditStore,
+        store: AuditStore,
         journal_dir: Path,
         *,
         chain: str,
@@ -145,7 +145,7 @@ class AuditWriter:
         self._store.close()
 
 
-def recover_journals(store: SqliteAuditStore, directory: Path) -> int:
+def recover_journals(store: AuditStore, directory: Path) -> int:
     """Store every record left in journal segments under ``directory``, then drop them.
 
     Loading is idempotent (a record is known by its chain and seq), so a crash

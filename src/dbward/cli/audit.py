@@ -16,10 +16,12 @@ from rich.console import Console
 from rich.table import Table
 
 from dbward.audit.events import EventKind
+from dbward.audit.store import AuditStore
 from dbward.cli.common import _config, _fail, config_option
 from dbward.config import Config
 from dbward.errors import DbwardError
 from dbward.identity.tokens import parse_ttl
+from dbward.stores import open_audit_store, store_name
 
 # Piped output is not cut to 80 columns: tables stay readable in files and pagers.
 out = Console() if sys.stdout.isatty() else Console(width=200)
@@ -55,9 +57,16 @@ def _iso(ts: float) -> str:
 
 def _store_config(config_path: Path | None) -> Config:
     config: Config = _config(config_path)
-    if not config.audit_path.exists():
-        _fail(DbwardError(f"no audit store at {config.audit_path}: has dbward run here?"))
     return config
+
+
+def _open_store(config: Config) -> AuditStore:
+    """The configured store, which must already hold a trail (SQLite: the file exists)."""
+    try:
+        return open_audit_store(config, must_exist=True)
+    except DbwardError as exc:
+        _fail(exc)
+        raise
 
 
 time_options: list[Callable[[Any], Any]] = [
@@ -91,7 +100,7 @@ def audit_tail(config_path: Path | None, limit: int, follow: bool, as_json: bool
     from dbward.audit.trail import AuditTrail
 
     config = _store_config(config_path)
-    trail = AuditTrail(config.audit_path, config.audit_journal_dir)
+    trail = AuditTrail(_open_store(config), config.audit_journal_dir)
     last = 0
     shown: set[tuple[str, int]] = set()
     try:
@@ -171,13 +180,13 @@ def audit_verify(
         else:
             config = _store_config(config_path)
             public = _public_key(config, key_path)
-            trail = AuditTrail(config.audit_path, config.audit_journal_dir)
+            trail = AuditTrail(_open_store(config), config.audit_journal_dir)
             try:
                 result = verify_store(trail.store, public)
                 pending = len(trail.pending())
             finally:
                 trail.close()
-            source = str(config.audit_path)
+            source = store_name(config)
             if pending:
                 source += f" ({pending} newer record(s) still only in the journal, not checked)"
     except (DbwardError, BundleError) as exc:
@@ -261,10 +270,9 @@ def audit_search(config_path: Path | None, as_json: bool, **options: Any) -> Non
     """Find records by who, where, what and when (newest matches, oldest first)."""
     from dbward.audit.render import render_event, render_json
     from dbward.audit.search import search
-    from dbward.audit.store import SqliteAuditStore
 
     config = _store_config(config_path)
-    store = SqliteAuditStore(config.audit_path)
+    store = _open_store(config)
     try:
         found = search(store, _search(**options))
     finally:
@@ -297,13 +305,12 @@ def audit_export(config_path: Path | None, fmt: str, output: Path | None, **opti
     from dbward.audit.export import bundle_lines, write_csv, write_jsonl, write_ocsf
     from dbward.audit.search import search
     from dbward.audit.signing import SIGNING_KEY, Signer
-    from dbward.audit.store import SqliteAuditStore
     from dbward.keyring import load_keyring
 
     config = _store_config(config_path)
     query = _search(**options)
     filters = {k: v for k, v in asdict(query).items() if v is not None and k != "limit"}
-    store = SqliteAuditStore(config.audit_path)
+    store = _open_store(config)
     handle: IO[str] = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
         if fmt == "bundle":
@@ -325,13 +332,22 @@ def audit_export(config_path: Path | None, fmt: str, output: Path | None, **opti
         store.close()
         if output:
             handle.close()
-    record_admin(
-        config.audit_path,
-        config.state_dir,
-        config.audit.instance,
-        EventKind.AUDIT_EXPORTED,
-        {"format": fmt, "records": count, "filters": filters, "to": output.name if output else "-"},
-    )
+    store = _open_store(config)
+    try:
+        record_admin(
+            store,
+            config.state_dir,
+            config.audit.instance,
+            EventKind.AUDIT_EXPORTED,
+            {
+                "format": fmt,
+                "records": count,
+                "filters": filters,
+                "to": output.name if output else "-",
+            },
+        )
+    finally:
+        store.close()
     out.print(f"exported {count} line(s) as {fmt}", style="dim")
 
 
@@ -370,10 +386,9 @@ def audit_who_touched(
 ) -> None:
     """Who read or wrote a table or a column, how often, and when."""
     from dbward.audit.search import split_table_column, who_touched
-    from dbward.audit.store import SqliteAuditStore
 
     config = _store_config(config_path)
-    store = SqliteAuditStore(config.audit_path)
+    store = _open_store(config)
     try:
         table, column = split_table_column(store, name)
         rows = who_touched(store, table, column, since=parse_when(since), until=parse_when(until))
@@ -397,10 +412,9 @@ def audit_touched_by(
 ) -> None:
     """Which tables and columns an identity read or wrote."""
     from dbward.audit.search import touched_by
-    from dbward.audit.store import SqliteAuditStore
 
     config = _store_config(config_path)
-    store = SqliteAuditStore(config.audit_path)
+    store = _open_store(config)
     try:
         rows = touched_by(store, identity, since=parse_when(since), until=parse_when(until))
     finally:

@@ -100,9 +100,14 @@ def _tokens(config_path: Path | None) -> TokenStore:
 def _record_admin(config_path: Path | None, kind: EventKind, data: dict[str, Any]) -> None:
     """Chain an operator's action into the audit trail (never a secret)."""
     from dbward.audit.admin import record_admin
+    from dbward.stores import open_audit_store
 
     config = _config(config_path)
-    record_admin(config.audit_path, config.state_dir, config.audit.instance, kind, data)
+    store = open_audit_store(config)
+    try:
+        record_admin(store, config.state_dir, config.audit.instance, kind, data)
+    finally:
+        store.close()
 
 
 @token.command("create")

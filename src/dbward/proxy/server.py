@@ -15,7 +15,6 @@ from contextlib import suppress
 from pathlib import Path
 
 from dbward.audit.signing import SIGNING_KEY, Signer
-from dbward.audit.store import SqliteAuditStore
 from dbward.audit.writer import AuditWriter
 from dbward.config import Config, Listener
 from dbward.errors import DbwardError
@@ -29,6 +28,7 @@ from dbward.proxy.context import ProxyContext
 from dbward.proxy.policy_source import PolicySource
 from dbward.proxy.session import Session
 from dbward.proxy.tls import server_context
+from dbward.stores import open_audit_store
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Server:
             cancel_socket(config, worker).unlink(missing_ok=True)
         keyring = load_keyring(config.state_dir)
         audit = AuditWriter(
-            SqliteAuditStore(config.audit_path),
+            open_audit_store(config),
             journal,
             chain=f"{config.audit.instance}-{worker}",
             signer=Signer(keyring.key(SIGNING_KEY)),

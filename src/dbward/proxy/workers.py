@@ -19,7 +19,6 @@ from types import FrameType
 
 import uvloop
 
-from dbward.audit.store import SqliteAuditStore
 from dbward.audit.writer import recover_journals
 from dbward.config import Config
 from dbward.errors import DbwardError
@@ -27,6 +26,7 @@ from dbward.keyring import load_keyring
 from dbward.policy.loader import load_policy
 from dbward.proxy.server import serve
 from dbward.proxy.tls import server_context
+from dbward.stores import open_audit_store
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def run(config: Config) -> int:
     if config.policy.file is not None:
         load_policy(config.policy.file)  # refuse to start on a broken policy, before forking
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteAuditStore(config.audit_path)
+    store = open_audit_store(config)
     try:
         recover_journals(store, config.audit_journal_dir)
     finally:

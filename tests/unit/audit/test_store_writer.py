@@ -409,7 +409,7 @@ def test_the_trail_shows_what_only_the_journal_holds(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal")
     journal.append(b"".join(journal_entry(r) for r in records[1:]), 2, 4)
     journal.close(stored_up_to=0)  # a crash: 3 and 4 were never stored
-    trail = AuditTrail(tmp_path / "audit.db", tmp_path / "journal")
+    trail = AuditTrail(SqliteAuditStore(tmp_path / "audit.db"), tmp_path / "journal")
     assert [(e.id, e.seq) for e in trail.read(10)] == [(1, 1), (2, 2), (0, 3), (0, 4)]
     assert [e.seq for e in trail.read(2)] == [3, 4]
     assert [e.seq for e in trail.read(10, after_id=1)] == [2, 3, 4]

@@ -1,0 +1,262 @@
+"""The audit store in PostgreSQL, for installations with several dbward instances.
+
+Same records, checkpoints and lineage as the SQLite store, in the schema
+``dbward_audit`` of the configured database; each instance keeps its own
+chains. The schema is created and upgraded by the numbered steps in
+:data:`_MIGRATIONS` (recorded in ``dbward_audit.migrations``), under an
+advisory lock so instances starting together do not race. Generated columns
+are taken from each record's hashed line, as in SQLite.
+
+Every method may raise :class:`psycopg.Error` when the server is unreachable;
+the connection is then dropped and made again on the next call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+
+from dbward.audit.chain import GENESIS, ChainRecord, event_line, link
+from dbward.audit.dialect import POSTGRES
+from dbward.audit.events import AuditEvent, StoredEvent
+from dbward.audit.signing import Checkpoint
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: hash-chained records, signed checkpoints, lineage
+    """
+    CREATE TABLE dbward_audit.records (
+        id bigserial PRIMARY KEY,
+        chain text NOT NULL,
+        seq bigint NOT NULL,
+        hash text NOT NULL,
+        line text NOT NULL,
+        ts float8 GENERATED ALWAYS AS ((line::jsonb->>2)::float8) STORED,
+        kind text GENERATED ALWAYS AS (line::jsonb->>3) STORED,
+        session_id text GENERATED ALWAYS AS (line::jsonb->>4) STORED,
+        identity text GENERATED ALWAYS AS (line::jsonb->>5) STORED,
+        identity_kind text GENERATED ALWAYS AS (line::jsonb->>6) STORED,
+        target text GENERATED ALWAYS AS (line::jsonb->>7) STORED,
+        source text GENERATED ALWAYS AS (line::jsonb->>8) STORED,
+        data jsonb GENERATED ALWAYS AS (line::jsonb->9) STORED,
+        UNIQUE (chain, seq)
+    );
+    CREATE INDEX records_ts ON dbward_audit.records (ts);
+    CREATE INDEX records_identity ON dbward_audit.records (identity, ts);
+    CREATE INDEX records_session ON dbward_audit.records (session_id);
+    CREATE TABLE dbward_audit.checkpoints (
+        chain text NOT NULL,
+        seq bigint NOT NULL,
+        head text NOT NULL,
+        ts float8 NOT NULL,
+        key_id text NOT NULL,
+        signature text NOT NULL,
+        PRIMARY KEY (chain, seq)
+    );
+    CREATE TABLE dbward_audit.touches (
+        record_id bigint NOT NULL REFERENCES dbward_audit.records (id),
+        ts float8 NOT NULL,
+        identity text,
+        relation text NOT NULL,
+        col text NOT NULL,
+        access text NOT NULL
+    );
+    CREATE INDEX touches_relation ON dbward_audit.touches (relation, col, ts);
+    CREATE INDEX touches_identity ON dbward_audit.touches (identity, ts);
+    CREATE INDEX touches_record ON dbward_audit.touches (record_id);
+    """,
+)
+
+_INSERT = """
+WITH ins AS (
+    INSERT INTO records (chain, seq, hash, line)
+    SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[])
+    ON CONFLICT (chain, seq) DO NOTHING
+    RETURNING id, ts, identity, data
+)
+INSERT INTO touches (record_id, ts, identity, relation, col, access)
+SELECT ins.id, ins.ts, ins.identity, t.key, '', a.key
+  FROM ins, jsonb_each(ins.data->'lineage') a, jsonb_each(a.value) t
+UNION ALL
+SELECT ins.id, ins.ts, ins.identity, t.key, c.value, a.key
+  FROM ins, jsonb_each(ins.data->'lineage') a, jsonb_each(a.value) t,
+       jsonb_array_elements_text(t.value) c
+"""
+
+_LOCK = 0x64627761  # the advisory lock that serializes migrations ("dbwa")
+_PLACEHOLDER = re.compile(r"%|\?")
+
+
+def _driver_sql(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s`` (and a literal ``%`` doubled)."""
+    return _PLACEHOLDER.sub(lambda m: "%s" if m[0] == "?" else "%%", sql)
+
+
+class PostgresAuditStore:
+    dialect = POSTGRES
+
+    def __init__(self, conninfo: str, *, connect_timeout: float = 5.0) -> None:
+        self._conninfo = conninfo
+        self._timeout = connect_timeout
+        self._conn: psycopg.Connection[Any] | None = None
+        self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        conn = psycopg.connect(
+            self._conninfo,
+            connect_timeout=max(1, round(self._timeout)),
+            application_name="dbward audit store",
+            autocommit=True,
+        )
+        conn.execute("CREATE SCHEMA IF NOT EXISTS dbward_audit")
+        conn.execute("SET search_path = dbward_audit")
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS migrations"
+                " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM migrations").fetchone()
+            version = int(row[0]) if row else 0
+            for number, step in enumerate(_MIGRATIONS[version:], version + 1):
+                for statement in step.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO migrations (version) VALUES (%s)", (number,))
+        self._conn = conn
+        return conn
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+        conn = self._connect()
+        try:
+            return work(conn)
+        except psycopg.OperationalError:
+            conn.close()  # made again on the next call
+            self._conn = None
+            raise
+
+    # writing ---------------------------------------------------------------------------
+
+    def write(self, records: Sequence[ChainRecord], checkpoint: Checkpoint | None = None) -> None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                _insert(conn, records)
+                if checkpoint is not None:
+                    _put_checkpoint(conn, checkpoint)
+
+        self._run(work)
+
+    def put_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._run(lambda conn: _put_checkpoint(conn, checkpoint))
+
+    def append(
+        self,
+        chain: str,
+        events: Sequence[AuditEvent],
+        sign: Callable[[str, int, str], Checkpoint],
+    ) -> list[ChainRecord]:
+        def work(conn: psycopg.Connection[Any]) -> list[ChainRecord]:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (chain,))
+                seq, previous = _head(conn, chain)
+                records = []
+                for event in events:
+                    seq += 1
+                    line = event_line(chain, seq, event)
+                    previous = link(previous, line.encode())
+                    records.append(ChainRecord(chain, seq, previous.hex(), line))
+                _insert(conn, records)
+                if records:
+                    _put_checkpoint(conn, sign(chain, seq, previous.hex()))
+                return records
+
+        result: list[ChainRecord] = self._run(work)
+        return result
+
+    # reading ---------------------------------------------------------------------------
+
+    def head(self, chain: str) -> tuple[int, bytes]:
+        result: tuple[int, bytes] = self._run(lambda conn: _head(conn, chain))
+        return result
+
+    def chains(self) -> list[str]:
+        rows = self.query(
+            "SELECT chain FROM records GROUP BY chain UNION SELECT chain FROM checkpoints"
+        )
+        return sorted(row[0] for row in rows)
+
+    def chain_records(self, chain: str, *, after_seq: int = 0) -> Iterator[ChainRecord]:
+        rows = self.query(
+            "SELECT chain, seq, hash, line, id FROM records WHERE chain = ? AND seq > ?"
+            " ORDER BY id",
+            (chain, after_seq),
+        )
+        for row in rows:
+            yield ChainRecord(*row)
+
+    def checkpoints(self, chain: str) -> list[Checkpoint]:
+        rows = self.query(
+            "SELECT chain, seq, head, ts, key_id, signature FROM checkpoints WHERE chain = ?"
+            " ORDER BY seq",
+            (chain,),
+        )
+        return [Checkpoint(*row) for row in rows]
+
+    def tail(self, limit: int = 20, *, after_id: int = 0) -> list[StoredEvent]:
+        if after_id:
+            rows = self.query(
+                "SELECT chain, seq, hash, line, id FROM records WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            )
+        else:
+            rows = self.query(
+                "SELECT chain, seq, hash, line, id FROM records ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )[::-1]
+        return [ChainRecord(*row).stored() for row in rows]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        def work(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            return conn.execute(_driver_sql(sql), list(params)).fetchall()
+
+        result: list[tuple[Any, ...]] = self._run(work)
+        return result
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _insert(conn: psycopg.Connection[Any], records: Sequence[ChainRecord]) -> None:
+    if not records:
+        return
+    conn.execute(
+        _INSERT,
+        (
+            [r.chain for r in records],
+            [r.seq for r in records],
+            [r.hash for r in records],
+            [r.line for r in records],
+        ),
+    )
+
+
+def _put_checkpoint(conn: psycopg.Connection[Any], c: Checkpoint) -> None:
+    conn.execute(
+        "INSERT INTO checkpoints (chain, seq, head, ts, key_id, signature)"
+        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (c.chain, c.seq, c.head, c.ts, c.key_id, c.signature),
+    )
+
+
+def _head(conn: psycopg.Connection[Any], chain: str) -> tuple[int, bytes]:
+    row = conn.execute(
+        "SELECT seq, hash FROM records WHERE chain = %s ORDER BY seq DESC LIMIT 1", (chain,)
+    ).fetchone()
+    return (0, GENESIS) if row is None else (int(row[0]), bytes.fromhex(row[1]))

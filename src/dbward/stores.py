@@ -1,0 +1,54 @@
+"""Opening the configured audit store (SQLite by default, PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+from psycopg.conninfo import make_conninfo
+
+from dbward.audit.store import AuditStore, SqliteAuditStore
+from dbward.config import AuditPostgres, Config
+from dbward.credentials import read_credentials
+from dbward.errors import DbwardError
+
+
+def audit_conninfo(settings: AuditPostgres) -> str:
+    """The libpq connection string for the PostgreSQL store (the password read now)."""
+    credentials = read_credentials(settings.credentials, "audit store")
+    return make_conninfo(
+        host=settings.host,
+        port=settings.port,
+        dbname=settings.database,
+        user=credentials.user,
+        password=credentials.password,
+        sslmode=settings.sslmode,
+        sslrootcert=str(settings.ca_file) if settings.ca_file else None,
+    )
+
+
+def open_audit_store(config: Config, *, must_exist: bool = False) -> AuditStore:
+    """The store ``config`` names. ``must_exist``: a missing SQLite file is an error (for
+    the commands that read the trail), not a new empty store."""
+    audit = config.audit
+    if audit.store == "postgres":
+        from dbward.audit.store_pg import PostgresAuditStore
+
+        assert audit.postgres is not None  # the config model requires it
+        try:
+            return PostgresAuditStore(
+                audit_conninfo(audit.postgres), connect_timeout=audit.postgres.connect_timeout
+            )
+        except Exception as exc:  # psycopg's errors name the cause, never the password
+            raise DbwardError(
+                f"cannot open the PostgreSQL audit store ({audit.postgres.host}:"
+                f"{audit.postgres.port}/{audit.postgres.database}): {exc}"
+            ) from None
+    if must_exist and not config.audit_path.exists():
+        raise DbwardError(f"no audit store at {config.audit_path}: has dbward run here?")
+    return SqliteAuditStore(config.audit_path)
+
+
+def store_name(config: Config) -> str:
+    """Where the trail is, for messages (never a password)."""
+    pg = config.audit.postgres
+    if config.audit.store == "postgres" and pg is not None:
+        return f"postgres {pg.host}:{pg.port}/{pg.database}"
+    return str(config.audit_path)
