@@ -12,11 +12,20 @@ what the store holds. If it falls behind by ``max_pending`` records, the next
 ``record`` stores them itself, so memory stays bounded under any load. At
 start, records a crash left in the journal are stored first, and the chain
 continues from its stored head.
+
+When the store cannot be written (a PostgreSQL store that is down, a locked
+or full disk), records stay in the journal, ``store_ok`` turns False (the
+proxy then refuses statements in fail-closed environments), and the storing
+thread retries with a growing pause (up to ``max_retry_interval``). Past
+``max_pending`` records it lets go of its in-memory copies and reads them
+back from the journal once the store answers again, so an outage of any
+length costs disk, not memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import threading
@@ -47,6 +56,7 @@ class AuditWriter:
         store_interval: float = 0.02,
         checkpoint_interval: float = 5.0,
         max_pending: int = 10_000,
+        max_retry_interval: float = 1.0,
     ) -> None:
         self._store = store
         self._journal = Journal(journal_dir, fsync=fsync)
@@ -56,6 +66,11 @@ class AuditWriter:
         self.chain = chain
         self.signer = signer
         self.inline_stores = 0
+        self.store_ok = True  # False while the store cannot be written
+        self.store_error: str | None = None
+        self._max_retry = max_retry_interval
+        self._queue_lock = threading.Lock()  # held only for in-memory steps, never for I/O
+        self._reload_from: int | None = None  # let go of queued records: read them back
         self._queue: deque[ChainRecord] = deque()
         self._storing = threading.Lock()
         self.recovered = recover_journals(store, self._journal.directory)
@@ -78,20 +93,31 @@ class AuditWriter:
         digest = _sha256(self._previous + data).digest()
         hexdigest = digest.hex()
         self._journal.append(hexdigest.encode() + b" " + data + b"\n", seq, seq)
-        # Only once the journal holds it does the record count as part of the chain.
-        self._seq = seq
-        self._previous = digest
-        self._queue.append(ChainRecord(self.chain, seq, hexdigest, line))
         self.events += 1
-        if len(self._queue) >= self._max_pending:
-            # The storing thread is falling behind (it competes for the interpreter with
-            # the event loop): store here, so memory stays bounded and the load slows down.
-            self.inline_stores += 1
-            self.store_pending()
+        # Only once the journal holds it does the record count as part of the chain.
+        with self._queue_lock:
+            self._seq = seq
+            self._previous = digest
+            if self._reload_from is not None:
+                return  # the store is down: read back from the journal on recovery
+            queue = self._queue
+            queue.append(ChainRecord(self.chain, seq, hexdigest, line))
+            if len(queue) < self._max_pending:
+                return
+            if not self.store_ok:
+                self._reload_from = queue[0].seq  # memory stays bounded; the journal has all
+                queue.clear()
+                return
+        # The storing thread is falling behind (it competes for the interpreter with the
+        # event loop): store here, so memory stays bounded and the load slows down.
+        self.inline_stores += 1
+        self.store_pending()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        pause = self._interval
+        while not self._stop.wait(pause):
             self.store_pending()
+            pause = self._interval if self.store_ok else min(pause * 2, self._max_retry)
         self.store_pending(final=True)
 
     def _checkpoint_due(self, head: ChainRecord | None, *, final: bool) -> Checkpoint | None:
@@ -104,13 +130,38 @@ class AuditWriter:
             return None
         return self.signer.checkpoint(self.chain, head.seq, head.hash, now)
 
+    def _take(self) -> tuple[list[ChainRecord], int | None, int]:
+        """What to store now: the queued records, or (after letting go of them) the
+        journal's from ``reload_from`` on; and the chain's head seq at this moment."""
+        with self._queue_lock:
+            records = list(self._queue)
+            self._queue.clear()
+            reload_from = self._reload_from
+            high = self._seq
+        if reload_from is not None:
+            records = [r for r in self._journalled() if reload_from <= r.seq <= high]
+        return records, reload_from, high
+
+    def _give_back(self, records: list[ChainRecord], reload_from: int | None) -> None:
+        """The store failed: keep the records for the next try (or the journal keeps them)."""
+        with self._queue_lock:
+            if reload_from is not None or not records:
+                return
+            if self._reload_from is not None:  # let go meanwhile: start from these
+                self._reload_from = min(self._reload_from, records[0].seq)
+            else:
+                self._queue.extendleft(reversed(records))
+
+    def _stored(self, reload_from: int | None, high: int) -> None:
+        with self._queue_lock:
+            if reload_from is not None and self._reload_from == reload_from:
+                # Records after ``high`` were journalled but not queued: next time.
+                self._reload_from = high + 1 if self._seq > high else None
+
     def store_pending(self, *, final: bool = False) -> None:
         """Move journalled records into the store now, with a checkpoint when one is due."""
         with self._storing:
-            queue = self._queue
-            records: list[ChainRecord] = []
-            while queue:
-                records.append(queue.popleft())
+            records, reload_from, high = self._take()
             head = records[-1] if records else self._stored_head
             checkpoint = self._checkpoint_due(head, final=final)
             if not records and checkpoint is None:
@@ -120,14 +171,22 @@ class AuditWriter:
                     self._store.write(records, checkpoint)
                 elif checkpoint is not None:
                     self._store.put_checkpoint(checkpoint)
-            except Exception as exc:  # kept in the journal and the queue: retried next time
-                log.error(
-                    "audit store write failed (%d record(s) kept in the journal): %s",
-                    len(records),
-                    exc,
-                )
-                queue.extendleft(reversed(records))
+            except Exception as exc:  # kept in the journal: retried next time
+                if self.store_ok:
+                    log.error(
+                        "audit store write failed (records are kept in the journal and "
+                        "stored once it works again): %s",
+                        exc,
+                    )
+                self.store_ok = False
+                self.store_error = str(exc) or type(exc).__name__
+                self._give_back(records, reload_from)
                 return
+            if not self.store_ok:
+                log.warning("audit store writable again: %d record(s) stored", len(records))
+            self.store_ok = True
+            self.store_error = None
+            self._stored(reload_from, high)
             if checkpoint is not None:
                 self.checkpoints += 1
                 self._signed_seq = checkpoint.seq
@@ -137,11 +196,21 @@ class AuditWriter:
                 self._stored_head = records[-1]
                 self._journal.release(records[-1].seq)
 
+    def _journalled(self) -> list[ChainRecord]:
+        """Every record of this writer's chain in its journal segments (not yet released)."""
+        found: list[ChainRecord] = []
+        for segment in journal_segments(self._journal.directory):
+            if segment.parent == self._journal.directory:
+                with contextlib.suppress(FileNotFoundError):
+                    found.extend(r for r in Journal.read(segment) if r.chain == self.chain)
+        return found
+
     async def close(self) -> None:
         self._stop.set()
         await asyncio.to_thread(self._thread.join)
         self.store_pending(final=True)
-        self._journal.close(stored_up_to=self._seq if not self._queue else 0)
+        done = not self._queue and self._reload_from is None
+        self._journal.close(stored_up_to=self._seq if done else 0)
         self._store.close()
 
 

@@ -10,6 +10,7 @@ already seen costs a dictionary lookup (plus a fingerprint for new literals).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Protocol
 
 from dbward.codec.pg.backend import CommandComplete, ErrorResponse, NoticeResponse
@@ -18,7 +19,7 @@ from dbward.policy.decide import Decision, Subject, decide
 from dbward.policy.model import Action, Policy
 from dbward.proxy.tracking import DENIED_SQLSTATE
 from dbward.sql.cache import shared_cache
-from dbward.sql.facts import Analysis, StatementFacts
+from dbward.sql.facts import Analysis, StatementFacts, StatementKind
 from dbward.sql.session import DEFAULT_SEARCH_PATH, SqlSession, parse_search_path
 
 _CACHE_LIMIT = 2048
@@ -47,17 +48,52 @@ def startup_search_path(parameters: dict[str, str]) -> tuple[str, ...] | None:
     return path
 
 
+AUDIT_UNAVAILABLE = "audit:store-unavailable"
+
+
+def audit_unavailable(environment: str) -> Decision:
+    return Decision(
+        Action.DENY,
+        AUDIT_UNAVAILABLE,
+        f"dbward cannot write its audit store, and connections in environment "
+        f"{environment!r} refuse statements until it can (fail closed); this statement "
+        "did not run",
+        "run it again once the audit store is back (statements resume by themselves); "
+        "BEGIN, COMMIT and ROLLBACK still work",
+    )
+
+
 class StatementGuard:
     def __init__(
-        self, source: PolicySource, subject: Subject, search_path: tuple[str, ...] | None
+        self,
+        source: PolicySource,
+        subject: Subject,
+        search_path: tuple[str, ...] | None,
+        *,
+        audit_ok: Callable[[], bool] | None = None,
     ) -> None:
         self.source = source
         self.subject = subject
         self.sql = SqlSession(search_path)
         self._decisions: dict[int, tuple[Analysis, int, Policy, Analysis, Decision]] = {}
+        # Fail closed: while this says the audit store is down, statements are refused.
+        self._audit_ok = audit_ok
+        self._audit_down = audit_unavailable(subject.environment or "")
 
     def check(self, text: str) -> tuple[Analysis, Decision]:
         """The resolved analysis of ``text`` and the policy's decision on it."""
+        analysis, decision = self._decide(text)
+        audit_ok = self._audit_ok
+        if (
+            audit_ok is not None
+            and decision.allowed
+            and not audit_ok()
+            and not all(f.kind is StatementKind.TRANSACTION for f in analysis.statements)
+        ):
+            return analysis, self._audit_down
+        return analysis, decision
+
+    def _decide(self, text: str) -> tuple[Analysis, Decision]:
         raw = shared_cache.analyze(text)
         policy = self.source.policy
         version = self.sql.version

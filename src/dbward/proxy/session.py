@@ -188,8 +188,13 @@ class Session:
             connection=established.target,
             environment=connection.environment,
         )
+        audit = self.ctx.audit
+        fail_closed = connection.environment in self.ctx.config.audit.fail_closed
         self.guard = StatementGuard(
-            self.ctx.policy, subject, startup_search_path(established.parameters)
+            self.ctx.policy,
+            subject,
+            startup_search_path(established.parameters),
+            audit_ok=(lambda: audit.store_ok) if fail_closed else None,
         )
         self.tracker = StatementTracker(self.guard)
         self.masking = SessionMasking(
