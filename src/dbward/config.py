@@ -155,6 +155,33 @@ class AuditPostgres(_Model):
     connect_timeout: float = Field(default=5.0, gt=0)
 
 
+class SinkConfig(_Model):
+    """A copy of the trail sent elsewhere as it is written (spooled on disk meanwhile)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    type: Literal["syslog", "webhook", "stdout"]
+    host: str | None = Field(default=None, description="syslog: the receiver")
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls: bool = Field(default=False, description="syslog over TLS (RFC 5425)")
+    ca_file: Path | None = Field(default=None, description="TLS: system trust store when unset")
+    url: str | None = Field(default=None, description="webhook: http(s) URL to POST to")
+    secret_env: str | None = Field(default=None, description="webhook: HMAC key's variable")
+    secret_file: Path | None = None
+    batch: int = Field(default=100, ge=1, le=10_000, description="records per delivery")
+    timeout: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SinkConfig:
+        if self.type == "syslog" and (self.host is None or self.port is None):
+            raise ValueError("a syslog sink needs host and port")
+        if self.type == "webhook":
+            if self.url is None or not self.url.startswith(("http://", "https://")):
+                raise ValueError("a webhook sink needs an http:// or https:// url")
+            if (self.secret_env is None) == (self.secret_file is None):
+                raise ValueError("a webhook sink needs secret_env or secret_file (one)")
+        return self
+
+
 class AuditConfig(_Model):
     store: Literal["sqlite", "postgres"] = Field(
         default="sqlite",
@@ -163,6 +190,7 @@ class AuditConfig(_Model):
     )
     path: Path | None = Field(default=None, description="defaults to <state_dir>/audit.db")
     postgres: AuditPostgres | None = None
+    sinks: list[SinkConfig] = Field(default=[], description="syslog, webhook, stdout copies")
     fail_closed: list[str] = Field(
         default=["production"],
         description="environments whose statements are refused while the audit store "
@@ -185,6 +213,9 @@ class AuditConfig(_Model):
     def _store_settings(self) -> AuditConfig:
         if self.store == "postgres" and self.postgres is None:
             raise ValueError("store: postgres needs the audit.postgres settings")
+        names = [sink.name for sink in self.sinks]
+        if len(names) != len(set(names)):
+            raise ValueError("sink names must differ")
         return self
 
     synchronous: Literal["normal", "full"] = Field(

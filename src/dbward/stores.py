@@ -1,13 +1,18 @@
-"""Opening the configured audit store (SQLite by default, PostgreSQL when configured)."""
+"""Opening the configured audit store (SQLite by default, PostgreSQL when configured) and
+its sinks."""
 
 from __future__ import annotations
 
+import os
+
 from psycopg.conninfo import make_conninfo
 
+from dbward.audit.sinks.dispatch import Sink
+from dbward.audit.sinks.senders import Sender, StdoutSender, SyslogSender, WebhookSender
 from dbward.audit.store import AuditStore, SqliteAuditStore
-from dbward.config import AuditPostgres, Config
+from dbward.config import AuditPostgres, Config, SinkConfig
 from dbward.credentials import read_credentials
-from dbward.errors import DbwardError
+from dbward.errors import ConfigError, DbwardError
 
 
 def audit_conninfo(settings: AuditPostgres) -> str:
@@ -52,3 +57,46 @@ def store_name(config: Config) -> str:
     if config.audit.store == "postgres" and pg is not None:
         return f"postgres {pg.host}:{pg.port}/{pg.database}"
     return str(config.audit_path)
+
+
+def _secret(sink: SinkConfig) -> bytes:
+    if sink.secret_env is not None:
+        value = os.environ.get(sink.secret_env)
+        if not value:
+            raise ConfigError(
+                f"audit sink {sink.name!r}: environment variable {sink.secret_env} "
+                "(the webhook's HMAC key) is not set"
+            )
+        return value.encode()
+    assert sink.secret_file is not None
+    try:
+        return sink.secret_file.read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise ConfigError(
+            f"audit sink {sink.name!r}: cannot read {sink.secret_file}: {exc.strerror}"
+        ) from None
+
+
+def _sender(sink: SinkConfig) -> Sender:
+    if sink.type == "syslog":
+        assert sink.host is not None
+        assert sink.port is not None
+        return SyslogSender(
+            sink.host, sink.port, tls=sink.tls, ca_file=sink.ca_file, timeout=sink.timeout
+        )
+    if sink.type == "webhook":
+        assert sink.url is not None
+        return WebhookSender(sink.url, _secret(sink), timeout=sink.timeout)
+    return StdoutSender()
+
+
+def build_sinks(config: Config, worker: int) -> list[Sink]:
+    """The configured sinks for one process, each with its own spool."""
+    base = config.state_dir / "audit-sinks"
+    sinks = []
+    for sink in config.audit.sinks:
+        directory = base / sink.name
+        if config.workers > 1:
+            directory = directory / f"worker-{worker}"
+        sinks.append(Sink(sink.name, _sender(sink), directory, batch=sink.batch))
+    return sinks

@@ -31,12 +31,14 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 from dbward.audit.chain import ChainRecord, event_line
 from dbward.audit.events import AuditEvent
 from dbward.audit.journal import Journal, journal_segments
 from dbward.audit.signing import Checkpoint, Signer
+from dbward.audit.sinks.dispatch import Sink
 from dbward.audit.store import AuditStore
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ class AuditWriter:
         checkpoint_interval: float = 5.0,
         max_pending: int = 10_000,
         max_retry_interval: float = 1.0,
+        sinks: Sequence[Sink] = (),
     ) -> None:
         self._store = store
         self._journal = Journal(journal_dir, fsync=fsync)
@@ -81,6 +84,10 @@ class AuditWriter:
         self.events = 0
         self.batches = 0
         self.checkpoints = 0
+        self.sinks = list(sinks)
+        for sink in self.sinks:
+            backlog = store.chain_records(chain, after_seq=sink.spooled(chain))
+            sink.start(chain, self._seq, backlog)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dbward-audit", daemon=True)
         self._thread.start()
@@ -162,6 +169,8 @@ class AuditWriter:
         """Move journalled records into the store now, with a checkpoint when one is due."""
         with self._storing:
             records, reload_from, high = self._take()
+            for sink in self.sinks:
+                sink.offer(records)
             head = records[-1] if records else self._stored_head
             checkpoint = self._checkpoint_due(head, final=final)
             if not records and checkpoint is None:
@@ -212,6 +221,8 @@ class AuditWriter:
         done = not self._queue and self._reload_from is None
         self._journal.close(stored_up_to=self._seq if done else 0)
         self._store.close()
+        for sink in self.sinks:
+            await asyncio.to_thread(sink.close)
 
 
 def recover_journals(store: AuditStore, directory: Path) -> int:

@@ -28,7 +28,7 @@ from dbward.proxy.context import ProxyContext
 from dbward.proxy.policy_source import PolicySource
 from dbward.proxy.session import Session
 from dbward.proxy.tls import server_context
-from dbward.stores import open_audit_store
+from dbward.stores import build_sinks, open_audit_store
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Server:
             signer=Signer(keyring.key(SIGNING_KEY)),
             fsync=config.audit.synchronous == "full",
             checkpoint_interval=config.audit.checkpoint_interval,
+            sinks=build_sinks(config, worker),
         )
         self.ctx = ProxyContext(
             config=config,
