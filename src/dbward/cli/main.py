@@ -14,6 +14,7 @@ from rich.table import Table
 from dbward.audit.events import EventKind
 from dbward.cli.audit import audit
 from dbward.cli.common import _config, _fail, config_option, console
+from dbward.cli.evidence import evidence
 from dbward.cli.policy import policy
 from dbward.errors import DbwardError
 from dbward.identity.models import IdentityKind
@@ -184,6 +185,7 @@ def token_revoke(config_path: Path | None, name_or_id: str) -> None:
 
 
 cli.add_command(audit)
+cli.add_command(evidence)
 cli.add_command(policy)
 
 
