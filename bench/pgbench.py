@@ -504,8 +504,17 @@ class DbwardSetup:
         return self.state_dir / "audit.db"
 
 
-def start_dbward(work: Path, pg: Postgres, database: str, workers: int = 1) -> DbwardSetup:
-    state = work / "dbward-state"
+def start_dbward(
+    work: Path,
+    pg: Postgres,
+    database: str,
+    workers: int = 1,
+    *,
+    name: str = "dbward",
+    environment: str = "production",
+    audit: dict[str, object] | None = None,
+) -> DbwardSetup:
+    state = work / f"{name}-state"
     tls_port, plain_port = free_port(), free_port()
     while plain_port == tls_port:
         plain_port = free_port()
@@ -518,7 +527,7 @@ def start_dbward(work: Path, pg: Postgres, database: str, workers: int = 1) -> D
         ],
         "connections": {
             database: {
-                "environment": "production",  # the built-in guardrails decide every statement
+                "environment": environment,  # production: the guardrails decide every statement
                 "host": pg.host,
                 "port": pg.port,
                 "database": database,
@@ -527,7 +536,9 @@ def start_dbward(work: Path, pg: Postgres, database: str, workers: int = 1) -> D
             }
         },
     }
-    config_path = work / "dbward.yaml"
+    if audit is not None:
+        config["audit"] = audit
+    config_path = work / f"{name}.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     env = {**os.environ, PASSWORD_ENV: "unused-with-trust-auth"}
     create = ["token", "create", "--config", str(config_path), "--name", "bench"]
@@ -547,10 +558,10 @@ def start_dbward(work: Path, pg: Postgres, database: str, workers: int = 1) -> D
         )
     token = lines[-1].strip()
     service = start_service(
-        "dbward",
+        name,
         [sys.executable, "-m", "dbward", "serve", "--config", str(config_path)],
         tls_port,
-        work / "dbward.log",
+        work / f"{name}.log",
         env=env,
         cwd=ROOT,
     )

@@ -183,6 +183,11 @@ class SinkConfig(_Model):
 
 
 class AuditConfig(_Model):
+    enabled: bool = Field(
+        default=True,
+        description="false: no trail at all, for benchmarks and experiments only (refused "
+        "when a connection's environment is listed in fail_closed)",
+    )
     store: Literal["sqlite", "postgres"] = Field(
         default="sqlite",
         description="sqlite: one file in the state directory; postgres: a database several "
@@ -256,6 +261,21 @@ class Config(_Model):
     audit: AuditConfig = AuditConfig()
     policy: PolicyConfig = PolicyConfig()
     limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _trail_where_required(self) -> Config:
+        if not self.audit.enabled:
+            required = sorted(
+                name
+                for name, c in self.connections.items()
+                if c.environment in self.audit.fail_closed
+            )
+            if required:
+                raise ValueError(
+                    f"audit.enabled: false is refused: connection(s) {', '.join(required)} "
+                    "are in an environment listed in audit.fail_closed"
+                )
+        return self
 
     @property
     def audit_path(self) -> Path:

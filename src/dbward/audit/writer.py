@@ -225,6 +225,13 @@ class AuditWriter:
             await asyncio.to_thread(sink.close)
 
 
+class DisabledAuditWriter(AuditWriter):
+    """``audit.enabled: false`` (benchmarks): records are counted, not kept."""
+
+    def record(self, event: AuditEvent) -> None:
+        self.events += 1
+
+
 def recover_journals(store: AuditStore, directory: Path) -> int:
     """Store every record left in journal segments under ``directory``, then drop them.
 

@@ -15,7 +15,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from dbward.audit.signing import SIGNING_KEY, Signer
-from dbward.audit.writer import AuditWriter
+from dbward.audit.writer import AuditWriter, DisabledAuditWriter
 from dbward.config import Config, Listener
 from dbward.errors import DbwardError
 from dbward.identity.authenticator import Authenticator
@@ -52,7 +52,10 @@ class Server:
             (config.state_dir / "run").mkdir(mode=0o700, exist_ok=True)
             cancel_socket(config, worker).unlink(missing_ok=True)
         keyring = load_keyring(config.state_dir)
-        audit = AuditWriter(
+        writer = AuditWriter if config.audit.enabled else DisabledAuditWriter
+        if not config.audit.enabled:
+            log.warning("audit.enabled is false: NOTHING is recorded (benchmarks only)")
+        audit = writer(
             open_audit_store(config),
             journal,
             chain=f"{config.audit.instance}-{worker}",
