@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from dbward.audit.chain import GENESIS, ChainRecord
 from dbward.audit.events import EventKind, StoredEvent
-from dbward.audit.signing import Checkpoint, Signer, signature_valid
+from dbward.audit.signing import Checkpoint, Signer, signature_valid, trusted
 from dbward.audit.store import AuditStore
 from dbward.audit.verify import Problem, Verification, verify_chain
 
@@ -270,8 +270,11 @@ class BundleError(Exception):
     pass
 
 
-def verify_bundle(data: bytes, public_key: Ed25519PublicKey) -> Verification:
-    """Check a bundle's signature, then every chain segment in it."""
+def verify_bundle(
+    data: bytes, public_keys: Ed25519PublicKey | Iterable[Ed25519PublicKey]
+) -> Verification:
+    """Check a bundle's signature (by one of the trusted keys), then every chain segment."""
+    keys = list(trusted(public_keys).values())
     lines = data.splitlines(keepends=True)
     if not lines:
         return Verification(problems=(Problem("-", 0, "truncated", "the file is empty"),))
@@ -290,8 +293,8 @@ def verify_bundle(data: bytes, public_key: Ed25519PublicKey) -> Verification:
         )  # fmt: skip
     body = b"".join(lines[:-1])
     actual = hashlib.sha256(body).hexdigest()
-    if actual != last.get("sha256") or not signature_valid(
-        public_key, actual.encode(), str(last["signature"])
+    if actual != last.get("sha256") or not any(
+        signature_valid(key, actual.encode(), str(last["signature"])) for key in keys
     ):
         return Verification(
             problems=(
@@ -325,7 +328,7 @@ def verify_bundle(data: bytes, public_key: Ed25519PublicKey) -> Verification:
             chain,
             records[chain],
             checkpoints[chain],
-            public_key,
+            keys,
             anchor=(segment["after_seq"], bytes.fromhex(segment["after_hash"])),
         )
         reports.append(report)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -83,6 +84,17 @@ class Signer:
         ts = float(ts)  # the payload must read back the same from the store
         payload = checkpoint_payload(chain, seq, head, ts, self.key_id)
         return Checkpoint(chain, seq, head, ts, self.key_id, self.sign(payload))
+
+
+Trusted = dict[str, Ed25519PublicKey]
+"""Public keys an auditor trusts, by key id."""
+
+
+def trusted(keys: Ed25519PublicKey | Iterable[Ed25519PublicKey]) -> Trusted:
+    """One key or several, by their key ids."""
+    if isinstance(keys, Ed25519PublicKey):
+        keys = [keys]
+    return {key_id(key): key for key in keys}
 
 
 def signature_valid(public: Ed25519PublicKey, data: bytes, signature: str) -> bool:

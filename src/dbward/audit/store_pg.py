@@ -107,16 +107,28 @@ class PostgresAuditStore:
         conn = self._conn
         if conn is not None and not conn.closed and not conn.broken:
             return conn
+        # A server that stops answering (a host gone from the network) must fail a call
+        # within seconds, not hang it: the proxy fails closed on errors, not on silence.
         conn = psycopg.connect(
             self._conninfo,
             connect_timeout=max(1, round(self._timeout)),
             application_name="dbward audit store",
             autocommit=True,
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=2,
+            tcp_user_timeout=10_000,
+            options="-c statement_timeout=10000 -c lock_timeout=5000",
         )
-        conn.execute("CREATE SCHEMA IF NOT EXISTS dbward_audit")
-        conn.execute("SET search_path = dbward_audit")
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            exists = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = 'dbward_audit'"
+            ).fetchone()
+            if exists is None:  # created once, by whoever holds the lock first
+                conn.execute("CREATE SCHEMA dbward_audit")
+            conn.execute("SET search_path = dbward_audit")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS migrations"
                 " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"

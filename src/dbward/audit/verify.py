@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from dbward.audit.chain import GENESIS, ChainRecord, link
-from dbward.audit.signing import Checkpoint, signature_valid
+from dbward.audit.signing import Checkpoint, signature_valid, trusted
 from dbward.audit.store import AuditStore
 
 
@@ -82,17 +82,22 @@ def verify_chain(
     chain: str,
     records: Iterable[ChainRecord],
     checkpoints: Iterable[Checkpoint],
-    public_key: Ed25519PublicKey,
+    public_keys: Ed25519PublicKey | Iterable[Ed25519PublicKey],
     *,
     anchor: tuple[int, bytes] = (0, GENESIS),
 ) -> ChainReport:
-    """Check one chain's records, in their stored order, from ``anchor`` (seq, hash) on."""
+    """Check one chain's records, in their stored order, from ``anchor`` (seq, hash) on.
+
+    A checkpoint counts when one of ``public_keys`` (the keys the auditor trusts: one per
+    dbward instance whose chains are checked) signed it."""
+    keys = trusted(public_keys)
     signed: dict[int, Checkpoint] = {}
     bad_signature: Checkpoint | None = None
     for checkpoint in checkpoints:
         if checkpoint.chain != chain:
             continue
-        if signature_valid(public_key, checkpoint.payload(), checkpoint.signature):
+        key = keys.get(checkpoint.key_id)
+        if key is not None and signature_valid(key, checkpoint.payload(), checkpoint.signature):
             signed[checkpoint.seq] = checkpoint
         elif bad_signature is None:
             bad_signature = checkpoint
@@ -111,9 +116,14 @@ def verify_chain(
                 chain,
                 bad_signature.seq,
                 "signature",
-                f"the checkpoint of record {bad_signature.seq} does not carry a valid signature "
-                f"by this key (the checkpoint was changed, or signed by another key: "
-                f"{bad_signature.key_id})",
+                (
+                    f"the checkpoint of record {bad_signature.seq} does not carry a valid "
+                    "signature: it was changed after it was signed"
+                    if bad_signature.key_id in keys
+                    else f"the checkpoint of record {bad_signature.seq} is signed by key "
+                    f"{bad_signature.key_id}, which is not among the trusted keys (if that is "
+                    "another dbward instance's key, add its public key: --public-key FILE)"
+                ),
             )
         )
     for record in records:
@@ -195,10 +205,13 @@ def verify_chain(
     return report(None)
 
 
-def verify_store(store: AuditStore, public_key: Ed25519PublicKey) -> Verification:
-    """Verify every chain in a store."""
+def verify_store(
+    store: AuditStore, public_keys: Ed25519PublicKey | Iterable[Ed25519PublicKey]
+) -> Verification:
+    """Verify every chain in a store (each instance's chains with its own key)."""
+    keys = list(trusted(public_keys).values())
     reports = [
-        verify_chain(chain, store.chain_records(chain), store.checkpoints(chain), public_key)
+        verify_chain(chain, store.chain_records(chain), store.checkpoints(chain), keys)
         for chain in store.chains()
     ]
     return Verification(tuple(reports))

@@ -59,6 +59,7 @@ class AuditWriter:
         checkpoint_interval: float = 5.0,
         max_pending: int = 10_000,
         max_retry_interval: float = 1.0,
+        stall_seconds: float = 3.0,
         sinks: Sequence[Sink] = (),
     ) -> None:
         self._store = store
@@ -69,7 +70,9 @@ class AuditWriter:
         self.chain = chain
         self.signer = signer
         self.inline_stores = 0
-        self.store_ok = True  # False while the store cannot be written
+        self._ok = True  # the last store write succeeded
+        self._attempt_since = 0.0  # when the store write now in progress began (0: none)
+        self._stall = stall_seconds
         self.store_error: str | None = None
         self._max_retry = max_retry_interval
         self._queue_lock = threading.Lock()  # held only for in-memory steps, never for I/O
@@ -92,6 +95,15 @@ class AuditWriter:
         self._thread = threading.Thread(target=self._run, name="dbward-audit", daemon=True)
         self._thread.start()
 
+    @property
+    def store_ok(self) -> bool:
+        """False while the store cannot be written: the last write failed, or the one in
+        progress has hung for ``stall_seconds`` (a server that stopped answering)."""
+        since = self._attempt_since
+        if since and time.monotonic() - since > self._stall:
+            return False
+        return self._ok
+
     def record(self, event: AuditEvent) -> None:
         """Chain ``event`` and commit it to the journal. Raises OSError if it cannot be written."""
         seq = self._seq + 1
@@ -111,14 +123,20 @@ class AuditWriter:
             queue.append(ChainRecord(self.chain, seq, hexdigest, line))
             if len(queue) < self._max_pending:
                 return
-            if not self.store_ok:
-                self._reload_from = queue[0].seq  # memory stays bounded; the journal has all
+            busy = not self.store_ok or not self._storing.acquire(blocking=False)
+            if busy:
+                # The store is down, or the storing thread is in the middle of a write that
+                # may hang: never wait for it here. Let go of the copies; the journal has all.
+                self._reload_from = queue[0].seq
                 queue.clear()
                 return
         # The storing thread is falling behind (it competes for the interpreter with the
         # event loop): store here, so memory stays bounded and the load slows down.
-        self.inline_stores += 1
-        self.store_pending()
+        try:
+            self.inline_stores += 1
+            self._store_locked(final=False)
+        finally:
+            self._storing.release()
 
     def _run(self) -> None:
         pause = self._interval
@@ -168,42 +186,48 @@ class AuditWriter:
     def store_pending(self, *, final: bool = False) -> None:
         """Move journalled records into the store now, with a checkpoint when one is due."""
         with self._storing:
-            records, reload_from, high = self._take()
-            for sink in self.sinks:
-                sink.offer(records)
-            head = records[-1] if records else self._stored_head
-            checkpoint = self._checkpoint_due(head, final=final)
-            if not records and checkpoint is None:
-                return
-            try:
-                if records:
-                    self._store.write(records, checkpoint)
-                elif checkpoint is not None:
-                    self._store.put_checkpoint(checkpoint)
-            except Exception as exc:  # kept in the journal: retried next time
-                if self.store_ok:
-                    log.error(
-                        "audit store write failed (records are kept in the journal and "
-                        "stored once it works again): %s",
-                        exc,
-                    )
-                self.store_ok = False
-                self.store_error = str(exc) or type(exc).__name__
-                self._give_back(records, reload_from)
-                return
-            if not self.store_ok:
-                log.warning("audit store writable again: %d record(s) stored", len(records))
-            self.store_ok = True
-            self.store_error = None
-            self._stored(reload_from, high)
-            if checkpoint is not None:
-                self.checkpoints += 1
-                self._signed_seq = checkpoint.seq
-                self._last_checkpoint = checkpoint.ts
+            self._store_locked(final=final)
+
+    def _store_locked(self, *, final: bool) -> None:
+        records, reload_from, high = self._take()
+        for sink in self.sinks:
+            sink.offer(records)
+        head = records[-1] if records else self._stored_head
+        checkpoint = self._checkpoint_due(head, final=final)
+        if not records and checkpoint is None:
+            return
+        self._attempt_since = time.monotonic()
+        try:
             if records:
-                self.batches += 1
-                self._stored_head = records[-1]
-                self._journal.release(records[-1].seq)
+                self._store.write(records, checkpoint)
+            elif checkpoint is not None:
+                self._store.put_checkpoint(checkpoint)
+        except Exception as exc:  # kept in the journal: retried next time
+            self._attempt_since = 0.0
+            if self._ok:
+                log.error(
+                    "audit store write failed (records are kept in the journal and "
+                    "stored once it works again): %s",
+                    exc,
+                )
+            self._ok = False
+            self.store_error = str(exc) or type(exc).__name__
+            self._give_back(records, reload_from)
+            return
+        self._attempt_since = 0.0
+        if not self._ok:
+            log.warning("audit store writable again: %d record(s) stored", len(records))
+        self._ok = True
+        self.store_error = None
+        self._stored(reload_from, high)
+        if checkpoint is not None:
+            self.checkpoints += 1
+            self._signed_seq = checkpoint.seq
+            self._last_checkpoint = checkpoint.ts
+        if records:
+            self.batches += 1
+            self._stored_head = records[-1]
+            self._journal.release(records[-1].seq)
 
     def _journalled(self) -> list[ChainRecord]:
         """Every record of this writer's chain in its journal segments (not yet released)."""

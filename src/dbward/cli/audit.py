@@ -17,7 +17,7 @@ from rich.table import Table
 
 from dbward.audit.events import EventKind
 from dbward.audit.store import AuditStore
-from dbward.cli.common import _config, _fail, config_option
+from dbward.cli.common import _config, _fail, config_option, console
 from dbward.config import Config
 from dbward.errors import DbwardError
 from dbward.identity.tokens import parse_ttl
@@ -134,16 +134,17 @@ def audit_pubkey(config_path: Path | None) -> None:
         _fail(exc)
         return
     click.echo(public_pem(signer.public), nl=False)
-    out.print(f"key id {signer.key_id}", style="dim", highlight=False, soft_wrap=True)
+    console.print(f"key id {signer.key_id}", style="dim", highlight=False, soft_wrap=True)
 
 
-def _public_key(config: Config, path: Path | None) -> Any:
+def _public_keys(config: Config, paths: tuple[Path, ...]) -> list[Any]:
+    """The keys given (every instance's, for a shared store), else this keyring's own."""
     from dbward.audit.signing import SIGNING_KEY, Signer, load_public_key
     from dbward.keyring import load_keyring
 
-    if path is not None:
-        return load_public_key(path.read_bytes())
-    return Signer(load_keyring(config.state_dir).key(SIGNING_KEY)).public
+    if paths:
+        return [load_public_key(path.read_bytes()) for path in paths]
+    return [Signer(load_keyring(config.state_dir).key(SIGNING_KEY)).public]
 
 
 @audit.command("verify")
@@ -156,13 +157,15 @@ def _public_key(config: Config, path: Path | None) -> Any:
 )
 @click.option(
     "--public-key",
-    "key_path",
+    "key_paths",
+    multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="the PEM public key to trust (from dbward audit pubkey); needed with --file",
+    help="a PEM public key to trust (dbward audit pubkey), repeated for each instance "
+    "sharing the store; needed with --file; default: this keyring's key",
 )
 @click.option("--json", "as_json", is_flag=True)
 def audit_verify(
-    config_path: Path | None, bundle: Path | None, key_path: Path | None, as_json: bool
+    config_path: Path | None, bundle: Path | None, key_paths: tuple[Path, ...], as_json: bool
 ) -> None:
     """Re-hash every chain and check every signature; exit status 1 on the first bad record."""
     from dbward.audit.export import BundleError, verify_bundle
@@ -171,15 +174,16 @@ def audit_verify(
 
     try:
         if bundle is not None:
-            if key_path is None:
+            if not key_paths:
                 raise DbwardError(
                     "--file needs --public-key: the PEM key you trust (dbward audit pubkey)"
                 )
-            result = verify_bundle(bundle.read_bytes(), _public_key(_config(config_path), key_path))
+            keys = _public_keys(_config(config_path), key_paths)
+            result = verify_bundle(bundle.read_bytes(), keys)
             source = str(bundle)
         else:
             config = _store_config(config_path)
-            public = _public_key(config, key_path)
+            public = _public_keys(config, key_paths)
             trail = AuditTrail(_open_store(config), config.audit_journal_dir)
             try:
                 result = verify_store(trail.store, public)
