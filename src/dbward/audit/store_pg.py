@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+import psycopg.errors
 
 from dbward.audit.chain import GENESIS, ChainRecord, event_line, link
 from dbward.audit.dialect import POSTGRES
@@ -127,19 +128,25 @@ class PostgresAuditStore:
                 "SELECT 1 FROM pg_namespace WHERE nspname = 'dbward_audit'"
             ).fetchone()
             if exists is None:  # created once, by whoever holds the lock first
-                conn.execute("CREATE SCHEMA dbward_audit")
-            conn.execute("SET search_path = dbward_audit")
+                try:
+                    with conn.transaction():  # a savepoint: a creator racing us is fine
+                        conn.execute("CREATE SCHEMA IF NOT EXISTS dbward_audit")
+                except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema):
+                    pass
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS migrations"
+                "CREATE TABLE IF NOT EXISTS dbward_audit.migrations"
                 " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            row = conn.execute("SELECT coalesce(max(version), 0) FROM migrations").fetchone()
+            row = conn.execute(
+                "SELECT coalesce(max(version), 0) FROM dbward_audit.migrations"
+            ).fetchone()
             version = int(row[0]) if row else 0
             for number, step in enumerate(_MIGRATIONS[version:], version + 1):
                 for statement in step.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute("INSERT INTO migrations (version) VALUES (%s)", (number,))
+                conn.execute("INSERT INTO dbward_audit.migrations (version) VALUES (%s)", (number,))
+        conn.execute("SET search_path = dbward_audit")
         self._conn = conn
         return conn
 
