@@ -90,7 +90,7 @@ class AuditWriter:
         self.sinks = list(sinks)
         for sink in self.sinks:
             backlog = store.chain_records(chain, after_seq=sink.spooled(chain))
-            sink.start(chain, self._seq, backlog)
+            sink.start(chain, self._seq, backlog, self.records_after)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dbward-audit", daemon=True)
         self._thread.start()
@@ -228,6 +228,16 @@ class AuditWriter:
             self.batches += 1
             self._stored_head = records[-1]
             self._journal.release(records[-1].seq)
+
+    def records_after(self, seq: int) -> list[ChainRecord]:
+        """The chain's records after ``seq``: the store's, then what only the journal holds."""
+        try:
+            found = list(self._store.chain_records(self.chain, after_seq=seq))
+        except Exception:
+            found = []  # the store is down: the journal still holds what it lacks
+        last = found[-1].seq if found else seq
+        found.extend(r for r in self._journalled() if r.seq > last)
+        return found
 
     def _journalled(self) -> list[ChainRecord]:
         """Every record of this writer's chain in its journal segments (not yet released)."""

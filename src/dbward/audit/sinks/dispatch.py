@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from dbward.audit.chain import ChainRecord
@@ -14,6 +14,8 @@ from dbward.audit.sinks.senders import Sender
 from dbward.audit.sinks.spool import Spool
 
 log = logging.getLogger(__name__)
+
+_MAX_HELD = 50_000  # records kept in memory while the spool cannot be written
 
 
 class Sink:
@@ -38,11 +40,22 @@ class Sink:
         last = self.spool.last_line()
         if last is not None:
             self._spooled[str(last.get("chain"))] = int(str(last.get("seq") or 0))
+        self._held: list[ChainRecord] = []  # not spooled yet: a spool write failed
+        self._gap = False  # more failed than is held: re-read what is missing
+        self._reread: Callable[[int], Iterable[ChainRecord]] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"dbward-sink-{name}", daemon=True)
 
-    def start(self, chain: str, head: int, backlog: Iterable[ChainRecord]) -> None:
-        """Begin: a new spool starts at the chain's head; an old one catches up first."""
+    def start(
+        self,
+        chain: str,
+        head: int,
+        backlog: Iterable[ChainRecord],
+        reread: Callable[[int], Iterable[ChainRecord]] | None = None,
+    ) -> None:
+        """Begin: a new spool starts at the chain's head; an old one catches up first.
+        ``reread(seq)`` gives the chain's records after ``seq`` (after a failed spool write)."""
+        self._reread = reread
         if self.spool.new and chain not in self._spooled:
             self._spooled[chain] = head
         else:
@@ -54,15 +67,37 @@ class Sink:
 
     def offer(self, records: list[ChainRecord]) -> None:
         """Spool the records not spooled yet (called by the storing thread)."""
-        fresh = [r for r in records if r.seq > self._spooled.get(r.chain, 0)]
+        records = [*self._held, *records]
+        if self._gap and self._reread is not None and records:
+            try:
+                records = [*self._reread(self._spooled.get(records[0].chain, 0)), *records]
+            except Exception as exc:
+                log.error("audit sink %s: cannot re-read records for its spool: %s", self.name, exc)
+                return
+        fresh: dict[int, ChainRecord] = {}
+        for record in records:
+            if record.seq > self._spooled.get(record.chain, 0):
+                fresh.setdefault(record.seq, record)
         if not fresh:
             return
+        ordered = [fresh[seq] for seq in sorted(fresh)]
         try:
-            self.spool.append([spool_line(record_dict(r.stored(), r.hash)) for r in fresh])
+            self.spool.append([spool_line(record_dict(r.stored(), r.hash)) for r in ordered])
         except OSError as exc:
-            log.error("audit sink %s: cannot write its spool: %s", self.name, exc)
+            if not self._held and not self._gap:
+                log.error(
+                    "audit sink %s: cannot write its spool (the records are re-read and "
+                    "spooled once it can): %s",
+                    self.name,
+                    exc,
+                )
+            if len(ordered) <= _MAX_HELD or self._reread is None:
+                self._held = ordered
+            else:
+                self._held, self._gap = [], True  # re-read from the store and journal later
             return
-        self._spooled[fresh[-1].chain] = fresh[-1].seq
+        self._held, self._gap = [], False
+        self._spooled[ordered[-1].chain] = ordered[-1].seq
 
     def _run(self) -> None:
         pause = 0.0

@@ -7,6 +7,7 @@ then keeps the batch and tries again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from pathlib import Path
 from typing import Protocol
 
@@ -48,7 +50,10 @@ class SyslogSender:
 
     Plain syslog has no acknowledgement: before each batch the connection is
     checked for a close by the receiver, so a receiver that went away is noticed
-    and the batch goes to the next connection rather than into a dead socket.
+    and the batch goes to the next connection rather than into a dead socket; and
+    the last ``window`` frames sent are sent again on every new connection, so
+    frames the old receiver took but never read are not lost (a receiver drops
+    repeats by chain and seq).
     """
 
     def __init__(
@@ -59,8 +64,12 @@ class SyslogSender:
         tls: bool = False,
         ca_file: Path | None = None,
         timeout: float = 5.0,
+        window: int = 1000,
     ) -> None:
         from dbward.audit.sinks.formats import syslog_frame
+
+        self._window: deque[bytes] = deque(maxlen=window)
+        self._fresh = False  # the connection was just made: resend the window first
 
         self._frame = syslog_frame
         self._address = (host, port)
@@ -82,25 +91,42 @@ class SyslogSender:
             if self._context is not None:
                 sock = self._context.wrap_socket(sock, server_hostname=self._host)
             self._sock = sock
+            self._fresh = True
         return sock
 
     @staticmethod
     def _closed_by_peer(sock: socket.socket) -> bool:
+        """A syslog receiver sends nothing: anything readable is either its close, or TLS
+        housekeeping (session tickets), which a non-blocking read consumes."""
         readable, _, _ = select.select([sock], [], [], 0)
         if not readable:
             return False
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
         try:
-            return sock.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ssl.SSLError):
+            while True:
+                data = sock.recv(4096)
+                if not data:
+                    return True  # an orderly close
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            return False  # nothing (more) to read: still open
+        except (OSError, ValueError):
             return True
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(timeout)
 
     def send(self, lines: list[bytes]) -> None:
-        frames = b"".join(self._frame(json.loads(line), self._hostname) for line in lines)
+        frames = [self._frame(json.loads(line), self._hostname) for line in lines]
         try:
-            self._connection().sendall(frames)
-        except OSError:
+            sock = self._connection()
+            again = b"".join(self._window) if self._fresh else b""
+            sock.sendall(again + b"".join(frames))
+        except (OSError, ValueError):
             self.close()
             raise
+        self._fresh = False
+        self._window.extend(frames)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -108,6 +134,16 @@ class SyslogSender:
                 self._sock.close()
             finally:
                 self._sock = None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is not a delivery: urllib would follow a POST's 30x with a GET."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
 
 
 class WebhookSender:
@@ -139,7 +175,7 @@ class WebhookSender:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as answer:  # noqa: S310
+            with _opener.open(request, timeout=self._timeout) as answer:
                 answer.read()
         except urllib.error.HTTPError as exc:
             raise DeliveryError(f"the webhook answered HTTP {exc.code}") from None

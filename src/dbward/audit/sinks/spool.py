@@ -24,8 +24,19 @@ class Spool:
         self.ready = threading.Condition(self._lock)
         segments = self._segments()
         self._segment = segments[-1] if segments else 1
+        if segments:
+            self._cut_torn_tail(self._path(self._segment))
         self._cursor = self._read_cursor(segments)
         self.new = not segments  # nothing was ever spooled here
+
+    @staticmethod
+    def _cut_torn_tail(path: Path) -> None:
+        """A crash mid-append leaves a line without its newline: drop it (the writer
+        offers that record again), so the next record does not land on the fragment."""
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with path.open("r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
 
     def _segments(self) -> list[int]:
         return sorted(int(p.stem.split("-")[1]) for p in self.directory.glob("spool-*.jsonl"))
