@@ -39,6 +39,14 @@ class Dialect:
     def has_value_params(self, value: object) -> list[object]:
         return [value, value] if self.name == "postgres" else [value]
 
+    def names_table(self, column: str) -> str:
+        """``column`` (a qualified table name) is the table given as the next three
+        parameters (its name, qualified or not): ``public.people`` or ``people``. No
+        pattern matching, so ``_`` and ``%`` in a name are plain characters."""
+        if self.name == "postgres":
+            return f"({column} = ? OR right({column}, length(?) + 1) = '.' || ?)"
+        return f"({column} = ? OR substr({column}, -(length(?) + 1)) = '.' || ?)"
+
     def contains(self, expression: str) -> str:
         """``expression`` holds the next parameter, ignoring case."""
         if self.name == "postgres":

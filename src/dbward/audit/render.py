@@ -56,6 +56,8 @@ def render_json(stored: StoredEvent) -> str:
     return json.dumps(
         {
             "id": stored.id,
+            "chain": stored.chain,
+            "seq": stored.seq,
             "ts": e.ts,
             "kind": e.kind.value,
             "session_id": e.session_id,

@@ -50,11 +50,11 @@ def _session_filter(dialect: Dialect, field: str, value: str) -> tuple[str, list
     )
 
 
-def _table_filter(table: str) -> tuple[str, list[Any]]:
+def _table_filter(dialect: Dialect, table: str) -> tuple[str, list[Any]]:
     return (
-        "r.id IN (SELECT record_id FROM touches WHERE col = '' AND (relation = ?"
-        " OR relation LIKE '%.' || ?))",
-        [table, table],
+        "r.id IN (SELECT record_id FROM touches WHERE col = '' AND "
+        f"{dialect.names_table('relation')})",
+        [table, table, table],
     )
 
 
@@ -99,7 +99,7 @@ def search(store: AuditStore, query: Search) -> list[StoredEvent]:
         clause, values = _session_filter(dialect, "environment", query.environment)
         add(clause, *values)
     if query.table:
-        clause, values = _table_filter(query.table)
+        clause, values = _table_filter(dialect, query.table)
         add(clause, *values)
     sql = "SELECT r.chain, r.seq, r.hash, r.line, r.id FROM records r"
     if where:
@@ -132,8 +132,8 @@ def split_table_column(store: AuditStore, name: str) -> tuple[str, str | None]:
     """``schema.table``, ``table``, ``table.column`` or ``schema.table.column``: the
     last part is a column unless the whole name is a table the trail knows."""
     known = store.query(
-        "SELECT 1 FROM touches WHERE relation = ? OR relation LIKE '%.' || ? LIMIT 1",
-        (name, name),
+        f"SELECT 1 FROM touches WHERE {store.dialect.names_table('relation')} LIMIT 1",
+        (name, name, name),
     )
     if known or "." not in name:
         return name, None
@@ -176,10 +176,10 @@ def who_touched(
     rows = store.query(
         "SELECT r.identity, r.identity_kind, t.access," + _aggregate(store.dialect) + " FROM"
         " (SELECT DISTINCT t.record_id, t.access FROM touches t"
-        "   WHERE (t.relation = ? OR t.relation LIKE '%.' || ?) AND " + col_test + span + ") t"
+        f"   WHERE {store.dialect.names_table('t.relation')} AND " + col_test + span + ") t"
         " JOIN records r ON r.id = t.record_id"
         " GROUP BY r.identity, r.identity_kind, t.access ORDER BY max(r.ts) DESC",
-        [table, table, *col_params, *span_params],
+        [table, table, table, *col_params, *span_params],
     )
     return [
         Touched(

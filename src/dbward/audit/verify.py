@@ -36,6 +36,8 @@ class Problem:
     record_id: int = 0  # the store's row, when there is one
 
     def __str__(self) -> str:
+        if self.chain == "-":  # the bundle as a whole
+            return f"bundle: {self.kind}: {self.detail}"
         where = f"record {self.chain}#{self.seq}"
         if self.record_id:
             where += f" (row {self.record_id})"

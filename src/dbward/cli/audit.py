@@ -128,6 +128,13 @@ def audit_pubkey(config_path: Path | None) -> None:
     from dbward.keyring import load_keyring
 
     config = _config(config_path)
+    if not (config.state_dir / "keyring.json").exists():
+        _fail(
+            DbwardError(
+                f"no keyring in {config.state_dir}: dbward has not run with this state "
+                "directory, so there is no audit key yet"
+            )
+        )
     try:
         signer = Signer(load_keyring(config.state_dir).key(SIGNING_KEY))
     except DbwardError as exc:
@@ -314,14 +321,17 @@ def audit_export(config_path: Path | None, fmt: str, output: Path | None, **opti
     config = _store_config(config_path)
     query = _search(**options)
     filters = {k: v for k, v in asdict(query).items() if v is not None and k != "limit"}
+    if fmt == "bundle" and set(filters) - {"since", "until"}:
+        raise click.UsageError(
+            "a bundle holds whole chain segments: only --since and --until apply"
+        )
     store = _open_store(config)
-    handle: IO[str] = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    # Written beside the target and renamed at the end: a failed export leaves no half file
+    # (and an earlier export of that name stays as it was).
+    partial = output.with_name(output.name + ".partial") if output else None
+    handle: IO[str] = partial.open("w", encoding="utf-8", newline="") if partial else sys.stdout
     try:
         if fmt == "bundle":
-            if set(filters) - {"since", "until"}:
-                raise click.UsageError(
-                    "a bundle holds whole chain segments: only --since and --until apply"
-                )
             signer = Signer(load_keyring(config.state_dir).key(SIGNING_KEY))
             count = 0
             for line in bundle_lines(store, signer, since=query.since, until=query.until):
@@ -332,10 +342,16 @@ def audit_export(config_path: Path | None, fmt: str, output: Path | None, **opti
             records = [r for r in _records(store, search(store, query))]
             writer = {"jsonl": write_jsonl, "csv": write_csv, "ocsf": write_ocsf}[fmt]
             count = writer(records, handle)
+    except BaseException:
+        if partial is not None:
+            handle.close()
+            partial.unlink(missing_ok=True)
+        raise
     finally:
         store.close()
-        if output:
-            handle.close()
+    if output is not None and partial is not None:
+        handle.close()
+        partial.replace(output)
     store = _open_store(config)
     try:
         record_admin(
