@@ -709,10 +709,6 @@ def test_touched_by_an_identity(stopped: Workload) -> None:
     assert agent[(stopped.qualified, "read")]["columns"] == [], agent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dbward.sql.lineage counts an UPDATE's WHERE columns as written, not read",
-)
 def test_an_update_reads_its_where_columns(stopped: Workload) -> None:
     rows = touched(stopped.server, "who-touched", f"{stopped.table}.id")
     # read: SELECT email ... WHERE id, SELECT *, UPDATE ... WHERE id

@@ -229,6 +229,7 @@ class FactsBuilder:
             reads=tuple(dict.fromkeys(self.reads)),
             writes=tuple(dict.fromkeys(self.writes)),
             columns=self.columns(),
+            written=tuple(dict.fromkeys(self._written_columns)),
             functions=tuple(dict.fromkeys(self.functions)),
             risks=frozenset(self.risks),
             where=self.where,

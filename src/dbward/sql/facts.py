@@ -84,6 +84,7 @@ class StatementFacts:
     reads: tuple[Relation, ...] = ()
     writes: tuple[Relation, ...] = ()
     columns: tuple[Column, ...] = ()
+    written: tuple[Column, ...] = ()  # of those, what it assigns: UPDATE SET, INSERT (cols)
     functions: tuple[str, ...] = ()
     risks: frozenset[Risk] = frozenset()
     where: bool | None = None

@@ -47,12 +47,13 @@ def _part(part: StatementFacts) -> tuple[dict[str, dict[str, None]], dict[str, d
     read: dict[str, dict[str, None]] = {name: {} for name in reads}
     write: dict[str, dict[str, None]] = {name: {} for name in writes}
     removes = part.command.startswith(_REMOVING)
+    assigned = {(str(c.relation), c.name) for c in part.written}
     for column in part.columns:
         owners = [str(column.relation)] if column.relation is not None else reads or writes
         for owner in owners:
-            if owner in write and not removes:
+            if (owner, column.name) in assigned and not removes:
                 write[owner][column.name] = None
-            if owner in read or owner not in write or removes:
+            else:  # compared, computed from, returned: read
                 read.setdefault(owner, {})[column.name] = None
     for name in writes:
         if removes or (part.kind in _WRITING and not write[name]):

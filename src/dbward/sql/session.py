@@ -157,6 +157,9 @@ class SqlSession:
             columns=tuple(
                 Column(c.name, qualify(c.relation)) if c.relation else c for c in facts.columns
             ),
+            written=tuple(
+                Column(c.name, qualify(c.relation)) if c.relation else c for c in facts.written
+            ),
             risks=risks,
             unresolved=facts.unresolved or facts,
         )

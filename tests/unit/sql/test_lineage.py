@@ -147,13 +147,9 @@ def test_every_column_of_a_later_part_is_kept(sql: str, expected: Lineage) -> No
     assert of(sql) == expected
 
 
-# What an auditor would expect, that lineage() does not (yet) report: see each reason.
+# Columns an UPDATE or INSERT only reads (WHERE, right-hand sides, RETURNING) are read.
 
 
-@pytest.mark.xfail(
-    reason="the WHERE and RETURNING columns of UPDATE and INSERT are counted as written, "
-    "never as read"
-)
 @pytest.mark.parametrize(
     ("sql", "expected"),
     [
