@@ -230,6 +230,19 @@ class AuditConfig(_Model):
     )
 
 
+class ApiConfig(_Model):
+    """The HTTP API (``/api/v1``), served by the first worker; callers send a dbward token."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=6480, ge=0, le=65535)
+    tls: ListenerTls = ListenerTls()
+    roles: dict[Literal["admin", "auditor", "approver", "user"], list[str]] = Field(
+        default={"admin": ["dbward-admins"], "auditor": ["auditors"]},
+        description="role -> the groups whose members have it",
+    )
+
+
 class PolicyConfig(_Model):
     file: Path | None = Field(
         default=None,
@@ -260,6 +273,7 @@ class Config(_Model):
     identity: IdentityConfig = IdentityConfig()
     audit: AuditConfig = AuditConfig()
     policy: PolicyConfig = PolicyConfig()
+    api: ApiConfig = ApiConfig()
     limits: Limits = Limits()
 
     @model_validator(mode="after")

@@ -253,8 +253,9 @@ class TokenStore:
 
     # -- login
 
-    def verify(self, token: str, claimed_user: str) -> Identity:
-        """The identity of ``token``, which must be active and named ``claimed_user``."""
+    def verify(self, token: str, claimed_user: str | None) -> Identity:
+        """The identity of ``token``, which must be active and named ``claimed_user``
+        (None: any name, for an API bearer token)."""
         if not token.startswith(TOKEN_PREFIX) or len(token) != _TOKEN_LENGTH:
             raise AuthenticationError("unknown token: this is not a dbward token")
         digest = _digest(token)
@@ -275,7 +276,7 @@ class TokenStore:
                 f"token expired on {format_time(record.expires_at)} ({record.id}, "
                 f"{record.name}): create a new one with `dbward token create`"
             )
-        if claimed_user != record.name:
+        if claimed_user is not None and claimed_user != record.name:
             raise AuthorizationError(
                 f"token was issued to {record.name!r}, not {claimed_user!r}: "
                 f"connect as user {record.name!r}"

@@ -13,6 +13,7 @@ import signal
 import ssl
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from dbward.audit.signing import SIGNING_KEY, Signer
 from dbward.audit.writer import AuditWriter, DisabledAuditWriter
@@ -85,6 +86,8 @@ class Server:
         self._servers: list[asyncio.Server] = []
         self._cancel_server: asyncio.Server | None = None  # kept open while draining
         self._stopping = asyncio.Event()
+        self._api: Any = None  # uvicorn's server, when api.enabled (worker 0)
+        self._api_task: asyncio.Task[None] | None = None
         self.addresses: list[tuple[str, int]] = []
 
     async def start(self) -> None:
@@ -119,6 +122,24 @@ class Server:
         if self.config.policy.file is not None:
             watcher = loop.create_task(self.ctx.policy.watch(self.config.policy.reload_interval))
             self._tasks_background.add(watcher)
+        if self.config.api.enabled and self.worker == 0:
+            await self._start_api()
+
+    async def _start_api(self) -> None:
+        from dbward.web.app import api_server
+
+        api = self.config.api
+        self._api = api_server(self.config, self.ctx.keyring)
+        task = asyncio.get_running_loop().create_task(self._api.serve())
+        for _ in range(200):  # until it listens, or fails to
+            if self._api.started or task.done():
+                break
+            await asyncio.sleep(0.025)
+        if not self._api.started:
+            task.cancel()
+            raise DbwardError(f"cannot serve the API on {api.host}:{api.port} (see the log)")
+        self._api_task = task
+        log.info("API listening on %s:%d", api.host, api.port)
 
     def _accept(self, listener: Listener, tls: ssl.SSLContext) -> Conn:
         conn = Conn()
@@ -181,6 +202,11 @@ class Server:
         for server in self._servers:
             with suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        if self._api is not None:
+            self._api.should_exit = True
+            if self._api_task is not None:
+                with suppress(Exception):
+                    await asyncio.wait_for(self._api_task, 5.0)
         self.ctx.catalogs.close()
         audit = self.ctx.audit
         await audit.close()

@@ -1,0 +1,80 @@
+"""The API application and its server (run in worker 0's event loop beside the proxy)."""
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from dbward.audit.signing import SIGNING_KEY, Signer
+from dbward.config import Config
+from dbward.identity.tokens import TokenStore
+from dbward.keyring import Keyring
+from dbward.web.audit_routes import audit_router
+from dbward.web.auth import Caller, authenticate
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Config, keyring: Keyring) -> FastAPI:
+    tokens = TokenStore(config.tokens_path) if config.identity.tokens else None
+    signer = Signer(keyring.key(SIGNING_KEY))
+
+    def caller(request: Request) -> Caller:
+        return authenticate(request, tokens, config.api)
+
+    app = FastAPI(
+        title="dbward",
+        version="1",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        description="Identity-aware database access proxy: audit trail, lineage, evidence.",
+    )
+
+    @app.get("/api/v1/health", tags=["health"], summary="Liveness, without authentication")
+    def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    app.include_router(audit_router(config, caller, signer), prefix="/api/v1")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("API %s %s failed", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error (logged by dbward)"}, status_code=500)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside dbward's loop: dbward handles the signals (it drains sessions)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def api_server(config: Config, keyring: Keyring) -> uvicorn.Server:
+    api = config.api
+    settings = uvicorn.Config(
+        create_app(config, keyring),
+        host=api.host,
+        port=api.port,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        server_header=False,
+        ssl_certfile=str(api.tls.cert_file) if api.tls.cert_file else None,
+        ssl_keyfile=str(api.tls.key_file) if api.tls.key_file else None,
+    )
+    return _Server(settings)
