@@ -191,7 +191,56 @@ class AuditStore(Protocol):
     def close(self) -> None: ...
 
 
-class SqliteAuditStore:
+class StoreReads:
+    """The reads both stores answer the same way, through their ``query``/``stream``."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """Rows one by one (a chain of millions is verified without holding it)."""
+        raise NotImplementedError
+
+    def chains(self) -> list[str]:
+        rows = self.query(
+            "SELECT chain FROM records GROUP BY chain UNION SELECT chain FROM checkpoints"
+        )
+        return sorted(row[0] for row in rows)
+
+    def chain_records(self, chain: str, *, after_seq: int = 0) -> Iterator[ChainRecord]:
+        """A chain's records in the order they are stored (by id), as kept."""
+        rows = self.stream(
+            "SELECT chain, seq, hash, line, id FROM records WHERE chain = ? AND seq > ?"
+            " ORDER BY id",
+            (chain, after_seq),
+        )
+        for row in rows:
+            yield ChainRecord(*row)
+
+    def checkpoints(self, chain: str) -> list[Checkpoint]:
+        rows = self.query(
+            "SELECT chain, seq, head, ts, key_id, signature FROM checkpoints WHERE chain = ?"
+            " ORDER BY seq",
+            (chain,),
+        )
+        return [Checkpoint(*row) for row in rows]
+
+    def tail(self, limit: int = 20, *, after_id: int = 0) -> list[StoredEvent]:
+        """The latest ``limit`` events (oldest first), or the first ``limit`` after ``after_id``."""
+        if after_id:
+            rows = self.query(
+                "SELECT chain, seq, hash, line, id FROM records WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            )
+        else:
+            rows = self.query(
+                "SELECT chain, seq, hash, line, id FROM records ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )[::-1]
+        return [ChainRecord(*row).stored() for row in rows]
+
+
+class SqliteAuditStore(StoreReads):
     dialect = SQLITE
 
     def __init__(self, path: Path, *, synchronous: str = "normal") -> None:
@@ -291,48 +340,11 @@ class SqliteAuditStore:
         """The chain's last (seq, hash); (0, GENESIS) for a chain with no record yet."""
         return self._head(chain)
 
-    def chains(self) -> list[str]:
-        rows = self._db.execute(
-            "SELECT chain FROM records GROUP BY chain UNION SELECT chain FROM checkpoints"
-        )
-        return sorted(row[0] for row in rows)
-
-    def chain_records(self, chain: str, *, after_seq: int = 0) -> Iterator[ChainRecord]:
-        """A chain's records in the order they are stored (by id), as kept."""
-        cursor = self._db.execute(
-            "SELECT chain, seq, hash, line, id FROM records WHERE chain = ? AND seq > ?"
-            " ORDER BY id",
-            (chain, after_seq),
-        )
-        for row in cursor:
-            yield ChainRecord(*row)
-
-    def checkpoints(self, chain: str) -> list[Checkpoint]:
-        rows = self._db.execute(
-            "SELECT chain, seq, head, ts, key_id, signature FROM checkpoints WHERE chain = ?"
-            " ORDER BY seq",
-            (chain,),
-        )
-        return [Checkpoint(*row) for row in rows]
-
-    def tail(self, limit: int = 20, *, after_id: int = 0) -> list[StoredEvent]:
-        """The latest ``limit`` events (oldest first), or the first ``limit`` after ``after_id``."""
-        if after_id:
-            cursor = self._db.execute(
-                "SELECT chain, seq, hash, line, id FROM records WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            )
-            rows = cursor.fetchall()
-        else:
-            cursor = self._db.execute(
-                "SELECT chain, seq, hash, line, id FROM records ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )
-            rows = cursor.fetchall()[::-1]
-        return [ChainRecord(*row).stored() for row in rows]
-
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._db.execute(sql, params).fetchall()
+
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        yield from self._db.execute(sql, params)
 
     def close(self) -> None:
         self._db.close()

@@ -22,8 +22,9 @@ import psycopg.errors
 
 from dbward.audit.chain import GENESIS, ChainRecord, event_line, link
 from dbward.audit.dialect import POSTGRES
-from dbward.audit.events import AuditEvent, StoredEvent
+from dbward.audit.events import AuditEvent
 from dbward.audit.signing import Checkpoint
+from dbward.audit.store import StoreReads
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: hash-chained records, signed checkpoints, lineage
@@ -95,7 +96,7 @@ def _driver_sql(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda m: "%s" if m[0] == "?" else "%%", sql)
 
 
-class PostgresAuditStore:
+class PostgresAuditStore(StoreReads):
     dialect = POSTGRES
 
     def __init__(self, conninfo: str, *, connect_timeout: float = 5.0) -> None:
@@ -203,48 +204,25 @@ class PostgresAuditStore:
         result: tuple[int, bytes] = self._run(lambda conn: _head(conn, chain))
         return result
 
-    def chains(self) -> list[str]:
-        rows = self.query(
-            "SELECT chain FROM records GROUP BY chain UNION SELECT chain FROM checkpoints"
-        )
-        return sorted(row[0] for row in rows)
-
-    def chain_records(self, chain: str, *, after_seq: int = 0) -> Iterator[ChainRecord]:
-        rows = self.query(
-            "SELECT chain, seq, hash, line, id FROM records WHERE chain = ? AND seq > ?"
-            " ORDER BY id",
-            (chain, after_seq),
-        )
-        for row in rows:
-            yield ChainRecord(*row)
-
-    def checkpoints(self, chain: str) -> list[Checkpoint]:
-        rows = self.query(
-            "SELECT chain, seq, head, ts, key_id, signature FROM checkpoints WHERE chain = ?"
-            " ORDER BY seq",
-            (chain,),
-        )
-        return [Checkpoint(*row) for row in rows]
-
-    def tail(self, limit: int = 20, *, after_id: int = 0) -> list[StoredEvent]:
-        if after_id:
-            rows = self.query(
-                "SELECT chain, seq, hash, line, id FROM records WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            )
-        else:
-            rows = self.query(
-                "SELECT chain, seq, hash, line, id FROM records ORDER BY id DESC LIMIT ?",
-                (limit,),
-            )[::-1]
-        return [ChainRecord(*row).stored() for row in rows]
-
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         def work(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
             return conn.execute(_driver_sql(sql), list(params)).fetchall()
 
         result: list[tuple[Any, ...]] = self._run(work)
         return result
+
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """Through a server-side cursor, a few thousand rows at a time."""
+        conn = self._connect()
+        try:
+            with conn.transaction(), conn.cursor(name="dbward_audit_stream") as cursor:
+                cursor.itersize = 5000
+                cursor.execute(_driver_sql(sql), list(params))
+                yield from cursor
+        except psycopg.OperationalError:
+            conn.close()
+            self._conn = None
+            raise
 
     def close(self) -> None:
         if self._conn is not None:

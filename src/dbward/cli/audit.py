@@ -15,12 +15,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from dbward import times
 from dbward.audit.events import EventKind
 from dbward.audit.store import AuditStore
 from dbward.cli.common import _config, _fail, config_option, console
 from dbward.config import Config
 from dbward.errors import DbwardError
-from dbward.identity.tokens import parse_ttl
 from dbward.stores import open_audit_store, store_name
 
 # Piped output is not cut to 80 columns: tables stay readable in files and pagers.
@@ -28,27 +28,11 @@ out = Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def parse_when(text: str | None) -> float | None:
-    """A time: ISO 8601 (``2026-11-01``, ``2026-11-01T09:30``, UTC unless an offset is
-    given), ``now``, or a duration back from now (``24h``, ``7d``)."""
-    if text is None:
-        return None
-    text = text.strip()
-    if text == "now":
-        return time.time()
+    """A time option (see :func:`dbward.times.parse_when`); a bad one is a usage error."""
     try:
-        return time.time() - parse_ttl(text)
-    except ValueError:
-        pass
-    try:
-        when = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a time: give 2026-11-01, 2026-11-01T09:30, now, or 24h / 7d "
-            "back from now"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when.timestamp()
+        return times.parse_when(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _iso(ts: float) -> str:
