@@ -58,7 +58,7 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (chain, seq)
     );
     CREATE TABLE dbward_audit.touches (
-        record_id bigint NOT NULL REFERENCES dbward_audit.records (id),
+        record_id bigint NOT NULL,
         ts float8 NOT NULL,
         identity text,
         relation text NOT NULL,
@@ -71,10 +71,17 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+# A batch is copied into a temporary table (COPY is far faster than a parameter array of
+# long JSON lines), then moved into records (a record stored before is left alone), and
+# the lineage rows of what was inserted derived in the same statement.
+_INCOMING = (
+    "CREATE TEMP TABLE IF NOT EXISTS incoming"
+    " (chain text, seq bigint, hash text, line text) ON COMMIT DELETE ROWS"
+)
 _INSERT = """
 WITH ins AS (
     INSERT INTO records (chain, seq, hash, line)
-    SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[])
+    SELECT chain, seq, hash, line FROM incoming ORDER BY chain, seq
     ON CONFLICT (chain, seq) DO NOTHING
     RETURNING id, ts, identity, data
 )
@@ -121,7 +128,9 @@ class PostgresAuditStore(StoreReads):
             keepalives_interval=2,
             keepalives_count=2,
             tcp_user_timeout=10_000,
-            options="-c statement_timeout=10000 -c lock_timeout=5000",
+            # jit: the lineage insert looks costly to the planner (its row estimates for
+            # jsonb_each), and compiling it would take far longer than running it.
+            options="-c statement_timeout=10000 -c lock_timeout=5000 -c jit=off",
         )
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
@@ -231,17 +240,15 @@ class PostgresAuditStore(StoreReads):
 
 
 def _insert(conn: psycopg.Connection[Any], records: Sequence[ChainRecord]) -> None:
+    """Within the caller's transaction."""
     if not records:
         return
-    conn.execute(
-        _INSERT,
-        (
-            [r.chain for r in records],
-            [r.seq for r in records],
-            [r.hash for r in records],
-            [r.line for r in records],
-        ),
-    )
+    conn.execute(_INCOMING)
+    with conn.cursor().copy("COPY incoming (chain, seq, hash, line) FROM STDIN") as copy:
+        for r in records:
+            copy.write_row((r.chain, r.seq, r.hash, r.line))
+    conn.execute(_INSERT)
+    conn.execute("TRUNCATE incoming")
 
 
 def _put_checkpoint(conn: psycopg.Connection[Any], c: Checkpoint) -> None:

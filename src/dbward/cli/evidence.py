@@ -38,12 +38,20 @@ def evidence(
 
     config = _config(config_path)
     start, end = parse_when(since), parse_when(until)
-    assert start is not None
-    assert end is not None
+    if start is None or end is None:
+        raise click.BadParameter("--from and --to need a time: 2026-10-01, 30d, now")
     if end <= start:
         _fail(DbwardError("--to must be after --from"))
+    store = _open_store(config)  # first: a missing store is the error to report
+    if not (config.state_dir / "keyring.json").exists():
+        store.close()
+        _fail(
+            DbwardError(
+                f"no keyring in {config.state_dir}: the trail's signatures cannot be checked "
+                "(copy the keyring that came with the store)"
+            )
+        )
     signer = Signer(load_keyring(config.state_dir).key(SIGNING_KEY))
-    store = _open_store(config)
     try:
         report = build(collect(store, signer.public, signer.key_id, start, end), framework)
     finally:
@@ -61,3 +69,5 @@ def evidence(
     console.print(f"wrote {html_path} and {pdf_path} ({verdict})")
     click.echo(html_path)
     click.echo(pdf_path)
+    if not report.verified:
+        raise SystemExit(1)  # the report is written; automation still learns of the failure

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 from collections import Counter
 from dataclasses import dataclass
 from html import escape
@@ -25,7 +26,7 @@ class Bar:
 def bars(activity: dict[int, Counter[str]], since: float, until: float, bucket: int) -> list[Bar]:
     """One bar per bucket from ``since`` to ``until`` (empty buckets included)."""
     result = []
-    first, last = int(since // bucket), int((until - 1e-9) // bucket)
+    first, last = int(since // bucket), math.ceil(until / bucket) - 1
     if last - first > 400:  # a long period: the newest 400 buckets
         first = last - 400
     for index in range(first, last + 1):

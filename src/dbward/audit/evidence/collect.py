@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +105,7 @@ def collect(
             _statement(evidence, who, identity_kind, target, ts, data)
         elif kind == "login.failed":
             reason = str(data.get("reason") or "unknown")
-            evidence.failed_logins[reason.split(":")[0][:80]] += 1
+            evidence.failed_logins[login_cause(reason)] += 1
             if len(evidence.failed_login_samples) < SAMPLES:
                 evidence.failed_login_samples.append(
                     {"ts": ts, "user": data.get("user"), "source": source, "reason": reason}
@@ -116,6 +117,16 @@ def collect(
         elif kind in ("token.created", "token.revoked", "audit.exported"):
             evidence.admin_actions.append({**data, "ts": ts, "kind": kind, "identity": who})
     return evidence
+
+
+_DETAIL = re.compile(r":| on \d| \(|,")
+
+
+def login_cause(reason: str) -> str:
+    """What kind of failure a sign-in's reason names, without its particulars (times, ids,
+    names): 'token revoked on 2026-11-02 ... (tok_1, x)' -> 'token revoked'."""
+    match = _DETAIL.search(reason)
+    return (reason[: match.start()] if match else reason).strip()[:80] or "unknown"
 
 
 def _access(evidence: Evidence, who: str, kind: str | None, ts: float) -> IdentityAccess:
@@ -144,7 +155,7 @@ def _statement(
     if target:
         access.connections.add(target)
     if decision != "allow":
-        access.denied += decision == "deny"
+        access.denied += 1
         evidence.held += decision == "review"
         rule = str(data.get("rule") or "-")
         evidence.blocked_by_rule[rule] += 1

@@ -156,7 +156,8 @@ def pdf(report: Report) -> bytes:
     _heading(document, "Controls and their evidence")
     _pdf_table(document, report.controls)
     for section in report.sections:
-        _heading(document, section.title)
+        # A section with a chart keeps its heading, summary and chart on one page.
+        _heading(document, section.title, reserve=90 if section.chart is not None else 30)
         document.set_font("Helvetica", size=9)
         document.multi_cell(0, 5, _latin(section.summary), new_x="LMARGIN", new_y="NEXT")
         document.ln(1)
@@ -167,8 +168,8 @@ def pdf(report: Report) -> bytes:
     return bytes(document.output())
 
 
-def _heading(document: _Pdf, text: str) -> None:
-    if document.will_page_break(30):
+def _heading(document: _Pdf, text: str, *, reserve: float = 30) -> None:
+    if document.will_page_break(reserve):
         document.add_page()
     document.set_font("Helvetica", style="B", size=13)
     document.ln(2)

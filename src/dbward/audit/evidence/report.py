@@ -45,6 +45,10 @@ def when(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
 def _short(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -89,8 +93,9 @@ def build(evidence: Evidence, framework: str) -> Report:
         ("Statements", f"{evidence.statements:,}"),
         ("Identities", f"{len(evidence.identities):,}"),
         (
-            "Refused or held statements",
-            f"{evidence.decisions.get('deny', 0):,} refused, {evidence.held:,} held for approval",
+            "Refused statements",
+            f"{evidence.decisions.get('deny', 0):,} by a rule or guardrail, {evidence.held:,} "
+            "needing approval (review)",
         ),
         ("Values masked", f"{evidence.masked_values:,} in {evidence.masked_statements:,} results"),
         (
@@ -125,13 +130,17 @@ def _integrity(e: Evidence) -> Section:
         )
         for c in v.chains
     )
-    summary = (
-        f"All {v.records:,} records of the trail were re-hashed and every checkpoint's "
-        f"Ed25519 signature checked against key {e.key_id}: "
-        + ("no record was changed, removed, added, moved or cut off." if v.ok else "")
-    )
-    if not v.ok:
-        summary += f"verification FAILED at {v.first_problem}."
+    if v.ok:
+        summary = (
+            f"All {v.records:,} records of the trail were re-hashed and every checkpoint's "
+            f"Ed25519 signature checked against key {e.key_id}: no record was changed, "
+            "removed, added, moved or cut off."
+        )
+    else:
+        summary = (
+            f"Verification FAILED: {v.first_problem}. The chains were re-hashed up to their "
+            "first problem; what follows in this report may draw on altered records."
+        )
     return Section(
         "integrity",
         SECTIONS["integrity"],
@@ -165,8 +174,8 @@ def _identities(e: Evidence) -> Section:
     return Section(
         "identities",
         SECTIONS["identities"],
-        f"{len(people)} identities connected or ran statements; each was verified by its "
-        "identity provider or a dbward token at sign-in.",
+        f"{_n(len(people), 'identity', 'identities')} connected or ran statements; each was "
+        "verified by its identity provider or a dbward token at sign-in.",
         [Table(headers, rows, note)],
         has_evidence=bool(people),
     )
@@ -204,8 +213,9 @@ def _approvals(e: Evidence) -> Section:
     return Section(
         "approvals",
         SECTIONS["approvals"],
-        f"{e.held:,} statements were held for approval; {len(e.approvals):,} approval events "
-        "(requested, approved, rejected, expired) were recorded.",
+        f"{_n(e.held, 'statement')} needed approval (decision review); "
+        f"{_n(len(e.approvals), 'approval event')} (requested, approved, rejected, expired) "
+        "were recorded.",
         [Table(("When", "Event", "By", "Statement"), rows)] if rows else [],
         has_evidence=bool(e.approvals or e.held),
     )
@@ -246,7 +256,16 @@ def _logins(e: Evidence) -> Section:
 
 def _changes(e: Evidence) -> Section:
     reloads = tuple(
-        (when(r["ts"]), str(r.get("outcome") or r.get("result") or "-"), _short(str(r)))
+        (
+            when(r["ts"]),
+            "accepted" if r.get("accepted") else "rejected (the previous policy stayed)",
+            _short(
+                f"{r.get('reason', '')}: {r.get('rules', '?')} rule(s), sha256 "
+                f"{str(r.get('sha256', ''))[:12]}"
+                if r.get("accepted")
+                else f"{r.get('reason', '')}: {r.get('error', '')}"
+            ),
+        )
         for r in e.policy_reloads[:50]
     )
     admin = tuple(
