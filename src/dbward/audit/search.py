@@ -15,8 +15,6 @@ from dbward.audit.dialect import Dialect
 from dbward.audit.events import StoredEvent
 from dbward.audit.store import AuditStore
 
-MAX_LIMIT = 10_000
-
 
 @dataclass(frozen=True, slots=True)
 class Search:
@@ -105,7 +103,7 @@ def search(store: AuditStore, query: Search) -> list[StoredEvent]:
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY r.id DESC LIMIT ?"
-    params.append(max(1, min(query.limit, MAX_LIMIT)))
+    params.append(max(1, query.limit))  # callers bound it (the API: 1,000 a page)
     rows = store.query(sql, params)
     return [ChainRecord(*row).stored() for row in reversed(rows)]
 

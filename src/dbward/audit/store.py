@@ -257,6 +257,8 @@ class SqliteAuditStore(StoreReads):
 
     def _migrate(self) -> None:
         db = self._db
+        if int(db.execute("PRAGMA user_version").fetchone()[0]) == len(_MIGRATIONS):
+            return  # up to date: a reader takes no write lock
         db.execute("BEGIN IMMEDIATE")
         try:
             version = int(db.execute("PRAGMA user_version").fetchone()[0])

@@ -8,6 +8,7 @@ The client sends the token as its password and the token's name as its user.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import hmac
 import json
@@ -130,7 +131,11 @@ class TokenStore:
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+            if not path.exists():
+                # Created 0600 here; never opened and closed again once SQLite has it open:
+                # closing any descriptor of the file drops the process's SQLite locks.
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
             os.chmod(path, 0o600)
             self._db = sqlite3.connect(
                 path, timeout=5.0, isolation_level=None, check_same_thread=False

@@ -15,6 +15,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from dbward.audit.events import AuditEvent
 from dbward.audit.signing import SIGNING_KEY, Signer
 from dbward.audit.writer import AuditWriter, DisabledAuditWriter
 from dbward.config import Config, Listener
@@ -87,11 +88,15 @@ class Server:
         self._cancel_server: asyncio.Server | None = None  # kept open while draining
         self._stopping = asyncio.Event()
         self._api: Any = None  # uvicorn's server, when api.enabled (worker 0)
+        self._api_error: str | None = None
+        self._tokens = tokens
         self._api_task: asyncio.Task[None] | None = None
         self.addresses: list[tuple[str, int]] = []
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.config.api.enabled and self.worker == 0:
+            await self._start_api()  # first: no SQL is accepted by a dbward that cannot start
         for listener, tls in zip(self.config.listeners, self._tls, strict=True):
             try:
                 server = await loop.create_server(
@@ -122,24 +127,39 @@ class Server:
         if self.config.policy.file is not None:
             watcher = loop.create_task(self.ctx.policy.watch(self.config.policy.reload_interval))
             self._tasks_background.add(watcher)
-        if self.config.api.enabled and self.worker == 0:
-            await self._start_api()
 
     async def _start_api(self) -> None:
         from dbward.web.app import api_server
 
         api = self.config.api
-        self._api = api_server(self.config, self.ctx.keyring)
-        task = asyncio.get_running_loop().create_task(self._api.serve())
+        self._api = api_server(self.config, self.ctx.keyring, self._tokens, self._record_api)
+        task = asyncio.get_running_loop().create_task(self._serve_api())
         for _ in range(200):  # until it listens, or fails to
             if self._api.started or task.done():
                 break
             await asyncio.sleep(0.025)
         if not self._api.started:
             task.cancel()
-            raise DbwardError(f"cannot serve the API on {api.host}:{api.port} (see the log)")
+            why = self._api_error or "it did not start"
+            raise DbwardError(
+                f"cannot serve the API on {api.host}:{api.port}: {why} "
+                "(is another dbward or server using the port?)"
+            )
         self._api_task = task
         log.info("API listening on %s:%d", api.host, api.port)
+
+    async def _serve_api(self) -> None:
+        try:
+            await self._api.serve()
+        except SystemExit as exc:  # uvicorn exits when it cannot bind; dbward reports it
+            self._api_error = f"uvicorn stopped with status {exc.code}"
+        except Exception as exc:
+            self._api_error = str(exc)
+            log.exception("the API stopped")
+
+    def _record_api(self, event: AuditEvent) -> None:
+        """An API action in this process's chain (called on the event loop)."""
+        self.ctx.audit.record(event)
 
     def _accept(self, listener: Listener, tls: ssl.SSLContext) -> Conn:
         conn = Conn()

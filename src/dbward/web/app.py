@@ -2,13 +2,14 @@
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from dbward.audit.events import AuditEvent
 from dbward.audit.signing import SIGNING_KEY, Signer
 from dbward.config import Config
 from dbward.identity.tokens import TokenStore
@@ -17,10 +18,17 @@ from dbward.web.audit_routes import audit_router
 from dbward.web.auth import Caller, authenticate
 
 log = logging.getLogger(__name__)
+_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-def create_app(config: Config, keyring: Keyring) -> FastAPI:
-    tokens = TokenStore(config.tokens_path) if config.identity.tokens else None
+def create_app(
+    config: Config,
+    keyring: Keyring,
+    tokens: TokenStore | None,
+    record: Callable[[AuditEvent], None],
+) -> FastAPI:
+    """``tokens``: the proxy's own store (one per process: SQLite's locks are per process
+    and file, and a second handle on the file would undo them)."""
     signer = Signer(keyring.key(SIGNING_KEY))
 
     def caller(request: Request) -> Caller:
@@ -39,18 +47,21 @@ def create_app(config: Config, keyring: Keyring) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
-    app.include_router(audit_router(config, caller, signer), prefix="/api/v1")
+    app.include_router(audit_router(config, caller, signer, record), prefix="/api/v1")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("API %s %s failed", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error (logged by dbward)"}, status_code=500)
+        return JSONResponse(
+            {"detail": "internal error (logged by dbward)"},
+            status_code=500,
+            headers=_HEADERS,  # this answer bypasses the middleware below
+        )
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Any:
         response = await call_next(request)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.update(_HEADERS)
         return response
 
     return app
@@ -64,10 +75,15 @@ class _Server(uvicorn.Server):
         yield
 
 
-def api_server(config: Config, keyring: Keyring) -> uvicorn.Server:
+def api_server(
+    config: Config,
+    keyring: Keyring,
+    tokens: TokenStore | None,
+    record: Callable[[AuditEvent], None],
+) -> uvicorn.Server:
     api = config.api
     settings = uvicorn.Config(
-        create_app(config, keyring),
+        create_app(config, keyring, tokens, record),
         host=api.host,
         port=api.port,
         log_level="warning",

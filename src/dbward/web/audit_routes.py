@@ -12,8 +12,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from dbward.audit.chain import ChainRecord
+from dbward.audit.events import AuditEvent, EventKind
 from dbward.audit.export import bundle_lines, record_dict, write_csv, write_jsonl, write_ocsf
 from dbward.audit.search import Search, search, split_table_column, touched_by, who_touched
 from dbward.audit.signing import Signer
@@ -25,9 +27,19 @@ from dbward.web.auth import Caller, require
 from dbward.web.times import parse_time
 
 
-def audit_router(config: Config, caller: Callable[..., Caller], signer: Signer) -> APIRouter:
+def audit_router(
+    config: Config,
+    caller: Callable[..., Caller],
+    signer: Signer,
+    record: Callable[[AuditEvent], None],
+) -> APIRouter:
     router = APIRouter(prefix="/audit", tags=["audit"])
-    Authorized = Annotated[Caller, Depends(caller)]
+
+    def auditor(who: Annotated[Caller, Depends(caller)]) -> Caller:
+        require(who, "auditor")  # before parameters are checked or the store is opened
+        return who
+
+    Authorized = Annotated[Caller, Depends(auditor)]
 
     def store() -> Iterator[AuditStore]:
         opened = open_audit_store(config, must_exist=True)
@@ -49,19 +61,19 @@ def audit_router(config: Config, caller: Callable[..., Caller], signer: Signer) 
         environment: str | None = None,
         table: str | None = None,
         decision: Literal["allow", "deny", "review"] | None = None,
-        event: str | None = None,
+        event: EventKind | None = None,
         session: str | None = None,
         agent: str | None = None,
         text: str | None = None,
         since: str | None = None,
         until: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        before_id: Annotated[int | None, Query(ge=1)] = None,
+        before_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     ) -> dict[str, Any]:
-        require(who, "auditor")
         query = Search(
             identity=identity, group=group, identity_kind=kind, connection=connection,
-            environment=environment, table=table, decision=decision, kind=event,
+            environment=environment, table=table, decision=decision,
+            kind=event.value if event else None,
             session=session, agent=agent, text=text, since=parse_time(since),
             until=parse_time(until), limit=limit, before_id=before_id,
         )  # fmt: skip
@@ -78,7 +90,6 @@ def audit_router(config: Config, caller: Callable[..., Caller], signer: Signer) 
         since: str | None = None,
         until: str | None = None,
     ) -> dict[str, Any]:
-        require(who, "auditor")
         relation, column = split_table_column(db, table)
         rows = who_touched(db, relation, column, since=parse_time(since), until=parse_time(until))
         return {"table": relation, "column": column, "touched": [asdict(r) for r in rows]}
@@ -91,13 +102,11 @@ def audit_router(config: Config, caller: Callable[..., Caller], signer: Signer) 
         since: str | None = None,
         until: str | None = None,
     ) -> dict[str, Any]:
-        require(who, "auditor")
         rows = touched_by(db, identity, since=parse_time(since), until=parse_time(until))
         return {"identity": identity, "touched": [asdict(r) for r in rows]}
 
     @router.get("/verify", summary="Re-hash every chain and check every signature")
     def audit_verify(who: Authorized, db: Store) -> dict[str, Any]:
-        require(who, "auditor")
         result = verify_store(db, signer.public)
         problem = result.first_problem
         return {
@@ -107,8 +116,13 @@ def audit_router(config: Config, caller: Callable[..., Caller], signer: Signer) 
             "chains": [{**asdict(c), "unsigned": c.unsigned} for c in result.chains],
         }
 
-    @router.get("/export", summary="Export records (jsonl, csv, ocsf) or a signed bundle")
-    def audit_export(
+    @router.get(
+        "/export",
+        summary="Export records (jsonl, csv, ocsf) or a signed bundle",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-ndjson": {}, "text/csv": {}}}},
+    )
+    async def audit_export(
         who: Authorized,
         request: Request,
         format: Literal["jsonl", "csv", "ocsf", "bundle"] = "jsonl",
@@ -118,11 +132,31 @@ def audit_router(config: Config, caller: Callable[..., Caller], signer: Signer) 
         table: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
     ) -> StreamingResponse:
-        require(who, "auditor")
         start, end = parse_time(since), parse_time(until)
         if format == "bundle" and (identity or table):
             raise HTTPException(422, "a bundle holds whole chain segments: only since and until")
-        db = open_audit_store(config, must_exist=True)
+        filters = {
+            k: v
+            for k, v in {
+                "since": since,
+                "until": until,
+                "identity": identity,
+                "table": table,
+            }.items()
+            if v is not None
+        }
+        # On the event loop, as every record is (the writer is not shared between threads).
+        record(
+            AuditEvent(
+                EventKind.AUDIT_EXPORTED,
+                session_id="api",
+                identity=who.identity.name,
+                identity_kind=who.identity.kind.value,
+                source=request.client.host if request.client else None,
+                data={"format": format, "filters": filters, "via": "api"},
+            )
+        )
+        db = await run_in_threadpool(open_audit_store, config, must_exist=True)
         media = {"csv": "text/csv"}.get(format, "application/x-ndjson")
 
         def body() -> Iterator[bytes]:
