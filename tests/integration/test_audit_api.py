@@ -7,8 +7,8 @@ UPDATE with a WHERE and a DELETE without one (refused), from a service token and
 token. The API is then asked the questions ``dbward audit`` answers, and its answers are
 compared with the command's, asked at the same moment of the same store.
 
-Every token is made before dbward starts: with the API enabled, dbward misses tokens made
-or revoked while it runs. Tests that need a dbward of their own
+Tokens made and revoked while dbward runs are seen at once by the proxy and the API
+(section on token changes). Tests that need a dbward of their own
 (SIGTERM) start one; a second dbward is given the first one's API port. Calls go through
 ``http.client``; schemathesis is not installed, so hypothesis draws parameters from the
 OpenAPI document instead (section 9).
