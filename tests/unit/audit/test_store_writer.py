@@ -449,7 +449,9 @@ class _Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     clock = _Clock()
-    monkeypatch.setattr(writer_module, "time", SimpleNamespace(time=clock.time, monotonic=time.monotonic))
+    monkeypatch.setattr(
+        writer_module, "time", SimpleNamespace(time=clock.time, monotonic=time.monotonic)
+    )
     return clock
 
 
