@@ -121,9 +121,14 @@ def _to_v1(db: sqlite3.Connection) -> None:
     _script(db, _V1_EVENTS)
 
 
+def _to_v3(db: sqlite3.Connection) -> None:
+    db.execute("DROP INDEX IF EXISTS touches_record")  # lineage rows are never looked up by it
+
+
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _to_v1,  # 1: the first trail, without a chain
     _to_v2,  # 2: hash-chained records, signed checkpoints, lineage
+    _to_v3,  # 3: one index fewer to keep on every insert
 )
 
 _INSERT_RECORDS = (
@@ -132,20 +137,26 @@ _INSERT_RECORDS = (
     " json_extract(value, '$[2]'), json_extract(value, '$[3]')"
     " FROM json_each(?) ORDER BY key"
 )
-# Lineage rows come from the records themselves (their ``data.lineage``, written by
-# the proxy as {"read"|"write": {relation: [column, ...]}}): one row per relation
-# (col '') and one per column, so "who touched this table/column" is an index lookup.
+# Lineage rows come from the records themselves (their ``data.lineage``, written by the
+# proxy as {"read"|"write": {relation: [column, ...]}}): one row per relation (col '') and
+# one per column, so "who touched this table/column" is an index lookup. Only the records
+# this batch inserted get rows: ids grow, so ``id > before`` is exactly them, and a batch
+# stored twice adds nothing. Each record's line is parsed once (``fresh``).
 _INSERT_TOUCHES = """
+WITH fresh AS MATERIALIZED (
+    SELECT id, json_extract(line, '$[2]', '$[5]', '$[9].lineage') AS f
+      FROM records WHERE id > :before
+), parts AS MATERIALIZED (
+    SELECT id, json_extract(f, '$[0]') AS ts, json_extract(f, '$[1]') AS identity,
+           json_extract(f, '$[2]') AS lineage
+      FROM fresh
+)
 INSERT INTO touches (record_id, ts, identity, relation, col, access)
-SELECT r.id, r.ts, r.identity, t.key, '', a.key
-  FROM records r, json_each(r.line, '$[9].lineage') a, json_each(a.value) t
- WHERE r.id > :before
-   AND NOT EXISTS (SELECT 1 FROM touches x WHERE x.record_id = r.id)
+SELECT p.id, p.ts, p.identity, t.key, '', a.key
+  FROM parts p, json_each(p.lineage) a, json_each(a.value) t
 UNION ALL
-SELECT r.id, r.ts, r.identity, t.key, c.value, a.key
-  FROM records r, json_each(r.line, '$[9].lineage') a, json_each(a.value) t, json_each(t.value) c
- WHERE r.id > :before
-   AND NOT EXISTS (SELECT 1 FROM touches x WHERE x.record_id = r.id)
+SELECT p.id, p.ts, p.identity, t.key, c.value, a.key
+  FROM parts p, json_each(p.lineage) a, json_each(a.value) t, json_each(t.value) c
 """
 
 

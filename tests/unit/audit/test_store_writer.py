@@ -31,7 +31,7 @@ from dbward.audit.events import AuditEvent, EventKind
 from dbward.audit.journal import Journal, journal_segments
 from dbward.audit.render import render_event, render_json
 from dbward.audit.signing import Checkpoint, Signer
-from dbward.audit.store import IMPORTED_CHAIN, SqliteAuditStore
+from dbward.audit.store import _MIGRATIONS, IMPORTED_CHAIN, SqliteAuditStore
 from dbward.audit.trail import AuditTrail
 from dbward.audit.verify import Verification, verify_store
 from dbward.audit.writer import AuditWriter, recover_journals
@@ -549,7 +549,7 @@ def test_a_v1_store_is_migrated_into_the_imported_chain(tmp_path: Path) -> None:
     ]
     _v1_store(path, events)
     store = SqliteAuditStore(path)
-    assert store.query("PRAGMA user_version") == [(2,)]
+    assert store.query("PRAGMA user_version") == [(len(_MIGRATIONS),)]
     assert store.chains() == [IMPORTED_CHAIN]
     assert [(r.chain, r.seq) for r in store.chain_records(IMPORTED_CHAIN)] == [
         (IMPORTED_CHAIN, 1),
@@ -576,9 +576,9 @@ def test_a_v1_store_is_migrated_into_the_imported_chain(tmp_path: Path) -> None:
     reopened.close()
 
 
-def test_a_new_store_has_the_v2_schema_and_an_empty_events_view(tmp_path: Path) -> None:
+def test_a_new_store_has_the_latest_schema_and_an_empty_events_view(tmp_path: Path) -> None:
     store = SqliteAuditStore(tmp_path / "audit.db")
-    assert store.query("PRAGMA user_version") == [(2,)]
+    assert store.query("PRAGMA user_version") == [(len(_MIGRATIONS),)]
     assert store.query("SELECT count(*) FROM events") == [(0,)]
     assert store.chains() == []
     store.close()
