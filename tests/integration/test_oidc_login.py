@@ -13,6 +13,7 @@ import hmac
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -336,3 +337,61 @@ def test_key_rotation(oidc_dbward: Dbward, idp: IdentityProvider) -> None:
     error = refused_login(oidc_dbward.port, USER, old_token)
     assert error.sqlstate == "28P01"
     assert "token key id (kid) 'key-1' is not among the signing keys" in error.message
+
+
+def test_agent_claims_application_name_and_statement_tags_are_recorded(
+    oidc_dbward: Dbward, idp: IdentityProvider
+) -> None:
+    """An AI agent's workflow, from its token's claims, its application_name and the
+    sqlcommenter tags on each statement; later sources refine earlier ones."""
+    token = idp.token(agent_name="reporter", model="gpt-4o", model_version="2026-05", run_id="r-17")
+    env_app = "pipeline=nightly,model=gpt-4o-mini"
+    result = subprocess.run(
+        [
+            "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+            "-c", "SELECT 'untagged'",
+            "-c", "SELECT 'tagged' /*traceparent='00-4bf92f35-01',run_id='r%2D18'*/",
+        ],
+        env={
+            **os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(oidc_dbward.port),
+            "PGDATABASE": "app", "PGUSER": USER, "PGPASSWORD": token, "PGSSLMODE": "require",
+            "PGAPPNAME": env_app, "PGCONNECT_TIMEOUT": "10",
+        },
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    start = wait_for_event(
+        oidc_dbward,
+        lambda e: (
+            e["kind"] == "connection.start" and e["data"].get("client_application") == env_app
+        ),
+    )
+    assert start["data"]["agent"] == {
+        "agent": "reporter",
+        "model": "gpt-4o-mini",  # application_name refines the token
+        "model_version": "2026-05",
+        "run_id": "r-17",
+        "pipeline": "nightly",
+    }
+    tagged = wait_for_event(
+        oidc_dbward, lambda e: e["kind"] == "statement" and "'tagged'" in e["data"]["statement"]
+    )
+    untagged = wait_for_event(
+        oidc_dbward, lambda e: e["kind"] == "statement" and "untagged" in e["data"]["statement"]
+    )
+    assert untagged["data"]["agent"] == start["data"]["agent"]
+    assert tagged["data"]["agent"] == {
+        **start["data"]["agent"],
+        "run_id": "r-18",  # the statement's own tag, URL-decoded
+        "traceparent": "00-4bf92f35-01",
+    }
+    # ... and the trail answers by any of them.
+    config = str(oidc_dbward.config_path)
+    found = subprocess.run(
+        [sys.executable, "-m", "dbward", "audit", "search", "--config", config,
+         "--agent", "r-18", "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    records = [json.loads(line) for line in found.stdout.splitlines()]
+    assert [r["data"]["statement"] for r in records] == [tagged["data"]["statement"]]
