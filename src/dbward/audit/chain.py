@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,19 @@ def event_line(chain: str, seq: int, event: AuditEvent) -> str:
             event.data,
         ]
     )
+
+
+def extend(
+    chain: str, seq: int, previous: bytes, events: Iterable[AuditEvent]
+) -> list[ChainRecord]:
+    """``events`` chained after record ``seq`` (hashed ``previous``) of ``chain``."""
+    records = []
+    for event in events:
+        seq += 1
+        line = event_line(chain, seq, event)
+        previous = link(previous, line.encode())
+        records.append(ChainRecord(chain, seq, previous.hex(), line))
+    return records
 
 
 @dataclass(frozen=True, slots=True)

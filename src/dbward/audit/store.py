@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from dbward.audit.chain import GENESIS, ChainRecord, encode_json, event_line, link
+from dbward.audit.chain import GENESIS, ChainRecord, encode_json, event_line, extend, link
 from dbward.audit.dialect import SQLITE, Dialect
 from dbward.audit.events import AuditEvent, EventKind, StoredEvent
 from dbward.audit.signing import Checkpoint
@@ -325,16 +325,10 @@ class SqliteAuditStore(StoreReads):
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            seq, previous = self._head(chain)
-            records = []
-            for event in events:
-                seq += 1
-                line = event_line(chain, seq, event)
-                previous = link(previous, line.encode())
-                records.append(ChainRecord(chain, seq, previous.hex(), line))
+            records = extend(chain, *self._head(chain), events)
             _insert(db, records)
             if records:
-                self._put_checkpoint(sign(chain, seq, previous.hex()))
+                self._put_checkpoint(sign(chain, records[-1].seq, records[-1].hash))
         except BaseException:
             db.execute("ROLLBACK")
             raise

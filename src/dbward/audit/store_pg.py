@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
-from dbward.audit.chain import GENESIS, ChainRecord, event_line, link
+from dbward.audit.chain import GENESIS, ChainRecord, extend
 from dbward.audit.dialect import POSTGRES
 from dbward.audit.events import AuditEvent
 from dbward.audit.signing import Checkpoint
@@ -194,16 +194,10 @@ class PostgresAuditStore(StoreReads):
         def work(conn: psycopg.Connection[Any]) -> list[ChainRecord]:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (chain,))
-                seq, previous = _head(conn, chain)
-                records = []
-                for event in events:
-                    seq += 1
-                    line = event_line(chain, seq, event)
-                    previous = link(previous, line.encode())
-                    records.append(ChainRecord(chain, seq, previous.hex(), line))
+                records = extend(chain, *_head(conn, chain), events)
                 _insert(conn, records)
                 if records:
-                    _put_checkpoint(conn, sign(chain, seq, previous.hex()))
+                    _put_checkpoint(conn, sign(chain, records[-1].seq, records[-1].hash))
                 return records
 
         result: list[ChainRecord] = self._run(work)
