@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -102,3 +103,16 @@ def wait_for(probe: Callable[[], Any], *, timeout: float = 5.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.05)
+
+
+def run_cli(server: Dbward, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dbward <args> --config <the server's dbward.yaml>``, whatever its exit status (run
+    from the config's folder: no ./dbward.yaml of anyone else's is picked up)."""
+    return subprocess.run(
+        [sys.executable, "-m", "dbward", *args, "--config", str(server.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=server.config_path.parent,
+    )

@@ -32,7 +32,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -47,7 +46,7 @@ import pytest
 
 from dbward.demo import embedded
 from tests.conftest import Dbward, UpstreamDb, start_dbward, stop_dbward
-from tests.integration.helpers import psql, unique, wait_for
+from tests.integration.helpers import psql, run_cli, unique, wait_for
 from tests.integration.throwaway_pg import ThrowawayPg, throwaway_pg
 
 PASSWORD_ENV = "DBWARD_TEST_AUDIT_STORE_PW"
@@ -183,18 +182,6 @@ def start_instance(
 
 
 # the command line -------------------------------------------------------------------------
-
-
-def run_cli(server: Dbward, *args: str) -> subprocess.CompletedProcess[str]:
-    """``dbward <args> --config <the instance's dbward.yaml>``, whatever its exit status."""
-    return subprocess.run(
-        [sys.executable, "-m", "dbward", *args, "--config", str(server.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=server.config_path.parent,
-    )
 
 
 def describe(result: subprocess.CompletedProcess[str]) -> str:

@@ -20,7 +20,6 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.conftest import Dbward, UpstreamDb, start_dbward, stop_dbward
-from tests.integration.helpers import psql, unique, wait_for
+from tests.integration.helpers import psql, run_cli, unique, wait_for
 
 INSTANCE = "auditlab"
 SERVER_CHAIN = f"{INSTANCE}-0"  # worker 0 of the instance
@@ -51,18 +50,6 @@ CSV_HEADER = [
 
 
 # the command line ---------------------------------------------------------------------
-
-
-def run_cli(server: Dbward, *args: str) -> subprocess.CompletedProcess[str]:
-    """``dbward <args> --config <the test's dbward.yaml>``, whatever its exit status."""
-    return subprocess.run(
-        [sys.executable, "-m", "dbward", *args, "--config", str(server.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=server.config_path.parent,  # no ./dbward.yaml of anyone else's
-    )
 
 
 def cli_ok(server: Dbward, *args: str) -> subprocess.CompletedProcess[str]:
