@@ -131,11 +131,14 @@ _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _to_v3,  # 3: one index fewer to keep on every insert
 )
 
+# The batch is one flat JSON array, chain, seq, hash, line, chain, seq, ...: json_each
+# decodes each value once (a row as a nested array would be parsed again for every field
+# taken out of it), and the four values of a record are put back together by their place.
 _INSERT_RECORDS = (
     "INSERT OR IGNORE INTO records (chain, seq, hash, line)"
-    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-    " json_extract(value, '$[2]'), json_extract(value, '$[3]')"
-    " FROM json_each(?) ORDER BY key"
+    " SELECT max(CASE WHEN key % 4 = 0 THEN value END), max(CASE WHEN key % 4 = 1 THEN value END),"
+    " max(CASE WHEN key % 4 = 2 THEN value END), max(CASE WHEN key % 4 = 3 THEN value END)"
+    " FROM json_each(?) GROUP BY key / 4 ORDER BY key / 4"
 )
 # Lineage rows come from the records themselves (their ``data.lineage``, written by the
 # proxy as {"read"|"write": {relation: [column, ...]}}): one row per relation (col '') and
@@ -165,7 +168,8 @@ def _insert(db: sqlite3.Connection, records: Sequence[ChainRecord]) -> None:
     if not records:
         return
     before = db.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()[0]
-    db.execute(_INSERT_RECORDS, (encode_json([[r.chain, r.seq, r.hash, r.line] for r in records]),))
+    flat = [field for r in records for field in (r.chain, r.seq, r.hash, r.line)]
+    db.execute(_INSERT_RECORDS, (encode_json(flat),))
     db.execute(_INSERT_TOUCHES, {"before": before})
 
 
