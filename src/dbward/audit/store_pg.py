@@ -71,6 +71,25 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: one index fewer to keep on every insert (lineage rows are never looked up by it)
     "DROP INDEX IF EXISTS dbward_audit.touches_record",
+    # 3: the line parsed once per record (one stored jsonb, not a generated column each);
+    # the searched columns become a view over it, with expression indexes
+    """
+    ALTER TABLE dbward_audit.records RENAME TO record_lines;
+    ALTER TABLE dbward_audit.record_lines DROP COLUMN ts, DROP COLUMN kind,
+        DROP COLUMN session_id, DROP COLUMN identity, DROP COLUMN identity_kind,
+        DROP COLUMN target, DROP COLUMN source, DROP COLUMN data;
+    ALTER TABLE dbward_audit.record_lines
+        ADD COLUMN doc jsonb GENERATED ALWAYS AS (line::jsonb) STORED;
+    CREATE INDEX record_lines_ts ON dbward_audit.record_lines (((doc->>2)::float8));
+    CREATE INDEX record_lines_identity
+        ON dbward_audit.record_lines ((doc->>5), ((doc->>2)::float8));
+    CREATE INDEX record_lines_session ON dbward_audit.record_lines ((doc->>4));
+    CREATE VIEW dbward_audit.records AS
+        SELECT id, chain, seq, hash, line, (doc->>2)::float8 AS ts, doc->>3 AS kind,
+               doc->>4 AS session_id, doc->>5 AS identity, doc->>6 AS identity_kind,
+               doc->>7 AS target, doc->>8 AS source, doc->9 AS data
+          FROM dbward_audit.record_lines
+    """,
 )
 
 # A batch is copied into a temporary table (COPY is far faster than a parameter array of
@@ -82,17 +101,17 @@ _INCOMING = (
 )
 _INSERT = """
 WITH ins AS (
-    INSERT INTO records (chain, seq, hash, line)
+    INSERT INTO record_lines (chain, seq, hash, line)
     SELECT chain, seq, hash, line FROM incoming ORDER BY chain, seq
     ON CONFLICT (chain, seq) DO NOTHING
-    RETURNING id, ts, identity, data
+    RETURNING id, (doc->>2)::float8 AS ts, doc->>5 AS identity, doc->9->'lineage' AS lineage
 )
 INSERT INTO touches (record_id, ts, identity, relation, col, access)
 SELECT ins.id, ins.ts, ins.identity, t.key, '', a.key
-  FROM ins, jsonb_each(ins.data->'lineage') a, jsonb_each(a.value) t
+  FROM ins, jsonb_each(ins.lineage) a, jsonb_each(a.value) t
 UNION ALL
 SELECT ins.id, ins.ts, ins.identity, t.key, c.value, a.key
-  FROM ins, jsonb_each(ins.data->'lineage') a, jsonb_each(a.value) t,
+  FROM ins, jsonb_each(ins.lineage) a, jsonb_each(a.value) t,
        jsonb_array_elements_text(t.value) c
 """
 
