@@ -4,8 +4,10 @@ Same records, checkpoints and lineage as the SQLite store, in the schema
 ``dbward_audit`` of the configured database; each instance keeps its own
 chains. The schema is created and upgraded by the numbered steps in
 :data:`_MIGRATIONS` (recorded in ``dbward_audit.migrations``), under an
-advisory lock so instances starting together do not race. Generated columns
-are taken from each record's hashed line, as in SQLite.
+advisory lock so instances starting together do not race. Records are kept in
+``record_lines`` with the hashed line and a jsonb generated from it; ``records``
+is a view whose searched columns come from that jsonb, so, as in SQLite, what a
+search finds is what verification checks.
 
 Every method may raise :class:`psycopg.Error` when the server is unreachable;
 the connection is then dropped and made again on the next call.
