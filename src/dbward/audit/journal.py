@@ -78,12 +78,7 @@ class Journal:
         try:
             os.ftruncate(self._fd, self._size)
         except OSError:
-            os.close(self._fd)
-            self._fd = -1
-            if self._current is not None:
-                with self._lock:
-                    self._sealed.append((self._current, self._last_id))
-                self._current = None
+            self._seal()
 
     def _open(self, first_id: int) -> None:
         if self._fd >= 0:
@@ -114,12 +109,16 @@ class Journal:
     def close(self, *, stored_up_to: int) -> None:
         """Close; delete every segment if the store holds all events."""
         if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-            if self._current is not None:
-                with self._lock:
-                    self._sealed.append((self._current, self._last_id))
-                self._current = None
+            self._seal()
         self.release(stored_up_to)
+
+    def _seal(self) -> None:
+        """Close the segment being written; it is deleted once the store holds it."""
+        os.close(self._fd)
+        self._fd = -1
+        if self._current is not None:
+            with self._lock:
+                self._sealed.append((self._current, self._last_id))
+            self._current = None
 
     _last_id = 0
