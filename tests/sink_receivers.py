@@ -18,11 +18,12 @@ import re
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.integration.helpers import wait_for
 
 BOM = b"\xef\xbb\xbf"
 
@@ -157,14 +158,8 @@ def parse_syslog(message: bytes) -> SyslogMessage:
 
 
 def wait_until(probe: Callable[[], Any], *, timeout: float = 10.0, what: str = "it") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    """:func:`tests.integration.helpers.wait_for`, with the longer wait a receiver needs."""
+    return wait_for(probe, timeout=timeout, what=what)
 
 
 # ------------------------------------------------------------------------------------------

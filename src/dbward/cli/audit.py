@@ -39,11 +39,6 @@ def _iso(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _store_config(config_path: Path | None) -> Config:
-    config: Config = _config(config_path)
-    return config
-
-
 def _open_store(config: Config) -> AuditStore:
     """The configured store, which must already hold a trail (SQLite: the file exists)."""
     try:
@@ -83,7 +78,7 @@ def audit_tail(config_path: Path | None, limit: int, follow: bool, as_json: bool
     from dbward.audit.render import render_event, render_json
     from dbward.audit.trail import AuditTrail
 
-    config = _store_config(config_path)
+    config = _config(config_path)
     trail = AuditTrail(_open_store(config), config.audit_journal_dir)
     last = 0
     shown: set[tuple[str, int]] = set()
@@ -173,7 +168,7 @@ def audit_verify(
             result = verify_bundle(bundle.read_bytes(), keys)
             source = str(bundle)
         else:
-            config = _store_config(config_path)
+            config = _config(config_path)
             public = _public_keys(config, key_paths)
             trail = AuditTrail(_open_store(config), config.audit_journal_dir)
             try:
@@ -266,7 +261,7 @@ def audit_search(config_path: Path | None, as_json: bool, **options: Any) -> Non
     from dbward.audit.render import render_event, render_json
     from dbward.audit.search import search
 
-    config = _store_config(config_path)
+    config = _config(config_path)
     store = _open_store(config)
     try:
         found = search(store, _search(**options))
@@ -302,7 +297,7 @@ def audit_export(config_path: Path | None, fmt: str, output: Path | None, **opti
     from dbward.audit.signing import SIGNING_KEY, Signer
     from dbward.keyring import load_keyring
 
-    config = _store_config(config_path)
+    config = _config(config_path)
     query = _search(**options)
     filters = {k: v for k, v in asdict(query).items() if v is not None and k != "limit"}
     if fmt == "bundle" and set(filters) - {"since", "until"}:
@@ -391,7 +386,7 @@ def audit_who_touched(
     """Who read or wrote a table or a column, how often, and when."""
     from dbward.audit.search import split_table_column, who_touched
 
-    config = _store_config(config_path)
+    config = _config(config_path)
     store = _open_store(config)
     try:
         table, column = split_table_column(store, name)
@@ -417,7 +412,7 @@ def audit_touched_by(
     """Which tables and columns an identity read or wrote."""
     from dbward.audit.search import touched_by
 
-    config = _store_config(config_path)
+    config = _config(config_path)
     store = _open_store(config)
     try:
         rows = touched_by(store, identity, since=parse_when(since), until=parse_when(until))

@@ -15,7 +15,6 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from dbward.audit.events import AuditEvent
 from dbward.audit.signing import SIGNING_KEY, Signer
 from dbward.audit.writer import AuditWriter, DisabledAuditWriter
 from dbward.config import Config, Listener
@@ -132,7 +131,8 @@ class Server:
         from dbward.web.app import api_server
 
         api = self.config.api
-        self._api = api_server(self.config, self.ctx.keyring, self._tokens, self._record_api)
+        # API actions join this process's chain; record is called on the event loop.
+        self._api = api_server(self.config, self.ctx.keyring, self._tokens, self.ctx.audit.record)
         task = asyncio.get_running_loop().create_task(self._serve_api())
         for _ in range(200):  # until it listens, or fails to
             if self._api.started or task.done():
@@ -156,10 +156,6 @@ class Server:
         except Exception as exc:
             self._api_error = str(exc)
             log.exception("the API stopped")
-
-    def _record_api(self, event: AuditEvent) -> None:
-        """An API action in this process's chain (called on the event loop)."""
-        self.ctx.audit.record(event)
 
     def _accept(self, listener: Listener, tls: ssl.SSLContext) -> Conn:
         conn = Conn()

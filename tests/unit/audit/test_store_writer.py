@@ -22,9 +22,8 @@ from dbward.audit import writer as writer_module
 from dbward.audit.chain import (
     GENESIS,
     ChainRecord,
-    event_line,
+    extend,
     journal_entry,
-    link,
     parse_journal_entry,
 )
 from dbward.audit.events import AuditEvent, EventKind
@@ -57,14 +56,7 @@ def _chained(
     events: Iterable[AuditEvent], *, chain: str = CHAIN, after: tuple[int, bytes] = (0, GENESIS)
 ) -> list[ChainRecord]:
     """Records as a writer chains them, continuing from ``after`` (seq, hash)."""
-    seq, previous = after
-    records = []
-    for event in events:
-        seq += 1
-        line = event_line(chain, seq, event)
-        previous = link(previous, line.encode())
-        records.append(ChainRecord(chain, seq, previous.hex(), line))
-    return records
+    return extend(chain, *after, events)
 
 
 def _writer(
