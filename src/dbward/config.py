@@ -81,6 +81,37 @@ class UpstreamTls(_Model):
     server_name: str | None = None
 
 
+class ApproverRule(_Model):
+    group: list[str] = Field(min_length=1)
+    quorum: int = Field(default=1, ge=1, le=20)
+
+
+class AccessRole(_Model):
+    """A role that just-in-time access can grant on a connection."""
+
+    approvers: ApproverRule
+    groups: list[str] = Field(
+        default=[],
+        description="policy groups a grant adds to the identity on this connection "
+        "(default: the role's name)",
+    )
+    max_duration: float = Field(default=8 * 3600, gt=0, description="longest grant, seconds")
+    reason_required: bool = True
+
+
+class AccessConfig(_Model):
+    """Just-in-time access: who may connect only with a time-bound grant."""
+
+    require_grant: bool = Field(
+        default=True, description="connect only with an active grant for this connection"
+    )
+    roles: dict[str, AccessRole] = Field(min_length=1)
+    break_glass: list[str] = Field(
+        default=[],
+        description="groups granted access at once, without approval, flagged for review",
+    )
+
+
 class Connection(_Model):
     environment: str = "development"
     host: str = "127.0.0.1"
@@ -89,6 +120,7 @@ class Connection(_Model):
     credentials: Credentials
     tls: UpstreamTls = UpstreamTls()
     connect_timeout: float = Field(default=10.0, gt=0)
+    access: AccessConfig | None = None
 
 
 class OidcProvider(_Model):
@@ -138,6 +170,18 @@ class OidcProvider(_Model):
 class IdentityConfig(_Model):
     oidc: list[OidcProvider] = []
     tokens: bool = Field(default=True, description="accept dbward service and agent tokens")
+    login_client_id: str | None = Field(
+        default=None,
+        description="the OIDC client `dbward login` uses (device authorization flow) with "
+        "the first identity.oidc issuer",
+    )
+    login_scopes: str = "openid email profile groups offline_access"
+    credential_ttl: float = Field(
+        default=3600.0,
+        gt=0,
+        le=7 * 86400,
+        description="seconds a one-time credential from `dbward connect` stays valid",
+    )
 
 
 _INSTANCE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -230,6 +274,56 @@ class AuditConfig(_Model):
     )
 
 
+class Secret(_Model):
+    """Where a secret is read from: an environment variable or a file (never the value)."""
+
+    env: str | None = None
+    file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Secret:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give env or file (one)")
+        return self
+
+
+class WebhookNotifier(_Model):
+    url: str = Field(pattern=r"^https?://")
+    secret: Secret
+    timeout: float = Field(default=5.0, gt=0)
+
+
+class SlackNotifier(_Model):
+    channel: str
+    bot_token: Secret
+    signing_secret: Secret
+    api_url: str = Field(default="https://slack.com/api", pattern=r"^https?://")
+    timeout: float = Field(default=5.0, gt=0)
+
+
+class ApprovalsConfig(_Model):
+    """Held statements and access requests: how long they wait, who is told."""
+
+    wait: float = Field(
+        default=120.0, gt=0, le=3600, description="seconds a held statement waits in session"
+    )
+    request_ttl: float = Field(
+        default=3600.0,
+        gt=0,
+        description="seconds a request stays open for approval (its identical statement "
+        "may be re-run once approved)",
+    )
+    max_window: float = Field(
+        default=8 * 3600, gt=0, description="longest time window an approver may give"
+    )
+    poll_interval: float = Field(default=0.2, gt=0, le=5)
+    webhook: WebhookNotifier | None = None
+    slack: SlackNotifier | None = None
+    console_url: str | None = Field(
+        default=None, description="base URL shown to approvers (the API / console)"
+    )
+
+
 class ApiConfig(_Model):
     """The HTTP API (``/api/v1``), served by the first worker; callers send a dbward token."""
 
@@ -274,6 +368,7 @@ class Config(_Model):
     audit: AuditConfig = AuditConfig()
     policy: PolicyConfig = PolicyConfig()
     api: ApiConfig = ApiConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
     limits: Limits = Limits()
 
     @model_validator(mode="after")
@@ -302,6 +397,10 @@ class Config(_Model):
     @property
     def tokens_path(self) -> Path:
         return self.state_dir / "tokens.db"
+
+    @property
+    def access_path(self) -> Path:
+        return self.state_dir / "access.db"
 
 
 def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None) -> Config:

@@ -7,6 +7,7 @@ import os
 
 from psycopg.conninfo import make_conninfo
 
+from dbward.approvals.store import AccessStore, PostgresAccessStore, SqliteAccessStore
 from dbward.audit.sinks.dispatch import Sink
 from dbward.audit.sinks.senders import Sender, StdoutSender, SyslogSender, WebhookSender
 from dbward.audit.store import AuditStore, SqliteAuditStore
@@ -100,3 +101,20 @@ def build_sinks(config: Config, worker: int) -> list[Sink]:
             directory = directory / f"worker-{worker}"
         sinks.append(Sink(sink.name, _sender(sink), directory, batch=sink.batch))
     return sinks
+
+
+def open_access_store(config: Config) -> AccessStore:
+    """The approvals store: beside the audit store (shared PostgreSQL, or SQLite here)."""
+    audit = config.audit
+    if audit.store == "postgres":
+        assert audit.postgres is not None
+        try:
+            return PostgresAccessStore(
+                audit_conninfo(audit.postgres), connect_timeout=audit.postgres.connect_timeout
+            )
+        except Exception as exc:  # psycopg's errors name the cause, never the password
+            raise DbwardError(
+                f"cannot open the PostgreSQL approvals store ({audit.postgres.host}:"
+                f"{audit.postgres.port}/{audit.postgres.database}): {exc}"
+            ) from None
+    return SqliteAccessStore(config.access_path)

@@ -19,6 +19,16 @@ class EventKind(StrEnum):
     TOKEN_CREATED = "token.created"  # noqa: S105 - an event name
     TOKEN_REVOKED = "token.revoked"  # noqa: S105 - an event name
     AUDIT_EXPORTED = "audit.exported"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_NOTIFIED = "approval.notified"
+    APPROVAL_APPROVED = "approval.approved"
+    APPROVAL_REJECTED = "approval.rejected"
+    APPROVAL_EXPIRED = "approval.expired"
+    APPROVAL_EXECUTED = "approval.executed"
+    APPROVAL_REVOKED = "approval.revoked"
+    APPROVAL_REVIEWED = "approval.reviewed"
+    ACCESS_ENDED = "access.ended"
+    CREDENTIAL_ISSUED = "credential.issued"
 
 
 @dataclass(frozen=True, slots=True)

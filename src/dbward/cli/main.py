@@ -12,9 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from dbward.audit.events import EventKind
+from dbward.cli.approvals import access, approvals
 from dbward.cli.audit import audit
 from dbward.cli.common import _config, _fail, config_option, console
 from dbward.cli.evidence import evidence
+from dbward.cli.login import connect, login, logout
 from dbward.cli.policy import policy
 from dbward.errors import DbwardError
 from dbward.identity.models import IdentityKind
@@ -184,6 +186,11 @@ def token_revoke(config_path: Path | None, name_or_id: str) -> None:
     console.print(f"revoked token {record.id} ({record.name})")
 
 
+cli.add_command(approvals)
+cli.add_command(access)
+cli.add_command(login)
+cli.add_command(logout)
+cli.add_command(connect)
 cli.add_command(audit)
 cli.add_command(evidence)
 cli.add_command(policy)

@@ -7,6 +7,7 @@ chosen by the token's (unverified) issuer and then fully verified.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -15,6 +16,8 @@ from dbward.errors import AuthenticationError, ConfigError
 from dbward.identity.models import Identity
 from dbward.identity.oidc import Fetch, OidcVerifier, looks_like_jwt, unverified_issuer
 from dbward.identity.tokens import TOKEN_PREFIX, TokenStore
+
+CREDENTIAL_PREFIX = "dbwc_"
 
 
 def _shown(value: str, limit: int = 120) -> str:
@@ -32,7 +35,10 @@ class Authenticator:
         *,
         fetch: Fetch | None = None,
         clock: Callable[[], float] = time.monotonic,
+        redeem: Callable[[str, str, str], Identity] | None = None,
     ) -> None:
+        # One-time credentials from `dbward connect`: (secret, user, connection) -> identity.
+        self._redeem = redeem
         self._tokens = token_store if config.tokens else None
         self._tokens_enabled = config.tokens
         self._verifiers: dict[str, OidcVerifier] = {}
@@ -48,8 +54,9 @@ class Authenticator:
     def verifiers(self) -> dict[str, OidcVerifier]:
         return dict(self._verifiers)
 
-    async def authenticate(self, user: str, secret: str) -> Identity:
-        """The identity behind ``secret``, which must have been issued to ``user``."""
+    async def authenticate(self, user: str, secret: str, connection: str = "") -> Identity:
+        """The identity behind ``secret``, which must have been issued to ``user`` (and a
+        one-time credential, for ``connection``)."""
         secret = secret.strip()
         if not secret:
             raise AuthenticationError(
@@ -59,6 +66,8 @@ class Authenticator:
             raise AuthenticationError("no user name was given: connect as the token's user")
         if secret.startswith(TOKEN_PREFIX):
             return self._token(user, secret)
+        if secret.startswith(CREDENTIAL_PREFIX) and self._redeem is not None:
+            return await asyncio.to_thread(self._redeem, secret, user, connection)
         if looks_like_jwt(secret):
             return await self._oidc(user, secret)
         raise AuthenticationError(
@@ -76,7 +85,11 @@ class Authenticator:
             raise AuthenticationError(f"dbward tokens are not accepted here: {reason}")
         return self._tokens.verify(secret, user)
 
-    async def _oidc(self, user: str, secret: str) -> Identity:
+    async def bearer(self, token: str) -> Identity:
+        """The identity behind an OIDC ID token sent to the API (no user name to match)."""
+        return await self._oidc(None, token)
+
+    async def _oidc(self, user: str | None, secret: str) -> Identity:
         issuer = unverified_issuer(secret)
         if issuer is None:
             raise AuthenticationError("token has no issuer (iss) claim")

@@ -411,7 +411,7 @@ class OidcVerifier:
             clock=clock,
         )
 
-    async def verify(self, token: str, claimed_user: str) -> Identity:
+    async def verify(self, token: str, claimed_user: str | None) -> Identity:
         """Verify ``token`` and check it was issued to ``claimed_user``.
 
         Raises :class:`AuthenticationError` when the token is not valid and
@@ -533,9 +533,9 @@ class OidcVerifier:
             return "token is not a valid JWT"
         return "token is not valid"
 
-    def _identity(self, claims: dict[str, Any], claimed_user: str) -> Identity:
+    def _identity(self, claims: dict[str, Any], claimed_user: str | None) -> Identity:
         username = self._username(claims)
-        if not _same_user(username, claimed_user):
+        if claimed_user is not None and not _same_user(username, claimed_user):
             raise AuthorizationError(
                 f"token was issued to {username!r}, not {claimed_user!r}: "
                 f"connect as user {username!r}"

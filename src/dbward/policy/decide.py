@@ -40,6 +40,9 @@ class Decision:
     approver_groups: tuple[str, ...] = ()
     quorum: int = 0
     max_rows: int | None = None
+    reason_required: bool = False
+    expires: float | None = None  # seconds a review request stays open; None: the default
+    approval: str | None = None  # the approval request that let a review statement run
 
     @property
     def allowed(self) -> bool:
@@ -58,7 +61,7 @@ def decide(policy: Policy, subject: Subject, analysis: Analysis) -> Decision:
             "fix the syntax; dbward refuses what PostgreSQL's grammar does not accept",
         )
     if not analysis.statements:
-        return Decision(policy.default, "default")
+        return _default_decision(policy, None, 0)
     decided: Decision | None = None
     max_rows: int | None = None
     for index, facts in enumerate(analysis.statements):
@@ -113,10 +116,27 @@ def decide_statement(
         if winner is None or rule.action.severity > winner.action.severity:
             winner = rule
     if winner is None:
-        return Decision(
-            policy.default, "default", *_default_words(policy.default), index, facts.command
-        )
+        return _default_decision(policy, facts.command, index)
     return _rule_decision(winner, facts, index, max_rows)
+
+
+def _default_decision(policy: Policy, command: str | None, index: int) -> Decision:
+    message, hint = _default_words(policy.default)
+    approvers = policy.approvers if policy.default is Action.REVIEW else None
+    if approvers is None:
+        return Decision(policy.default, "default", message, hint, index, command)
+    return Decision(
+        Action.REVIEW,
+        "default",
+        message,
+        hint,
+        index,
+        command,
+        approver_groups=approvers.group,
+        quorum=approvers.quorum,
+        reason_required=approvers.reason_required,
+        expires=approvers.expires,
+    )
 
 
 def _holds(match: Match, subject: Subject, facts: StatementFacts, *, cautious: bool = True) -> bool:
@@ -141,8 +161,9 @@ def _default_words(action: Action) -> tuple[str, str]:
             "ask the policy owners for a rule that allows it",
         )
     return (
-        "no policy rule covers this statement and the policy asks for approval by default",
-        "ask for approval",
+        "approval required: no policy rule covers this statement and the policy asks for "
+        "approval by default",
+        "an approver can approve it with dbward approvals approve",
     )
 
 
@@ -168,10 +189,11 @@ def _rule_decision(rule: Rule, facts: StatementFacts, index: int, max_rows: int 
         rule.name,
         "approval required: "
         + (rule.message or f"{facts.command} needs approval under policy rule {rule.name!r}"),
-        f"ask {approvers.quorum} approver(s) from {groups}; dbward cannot yet hold a "
-        "statement until it is approved, so it was not run",
+        f"{approvers.quorum} approver(s) from {groups} must approve it",
         index,
         facts.command,
         approver_groups=approvers.group,
         quorum=approvers.quorum,
+        reason_required=approvers.reason_required,
+        expires=approvers.expires,
     )

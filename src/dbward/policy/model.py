@@ -103,6 +103,14 @@ class Match(_Model):
 class Approvers(_Model):
     group: Names = Field(min_length=1)
     quorum: int = Field(default=1, ge=1, le=20)
+    reason_required: bool = Field(
+        default=False, description="an approver must say why (approving or rejecting)"
+    )
+    expires: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds the request stays open (default: approvals.request_ttl)",
+    )
 
 
 class Limits(_Model):
@@ -192,9 +200,18 @@ class Policy(_Model):
     version: Literal[1] = 1
     default: Action = Action.ALLOW
     guardrails: Guardrails = Guardrails()
+    approvers: Approvers | None = Field(
+        default=None, description="who approves when the default action is review"
+    )
     rules: tuple[Rule, ...] = ()
     masking: Masking = Masking()
     audit: AuditSettings = AuditSettings()
+
+    @model_validator(mode="after")
+    def _default_approvers(self) -> Policy:
+        if self.default is Action.REVIEW and self.approvers is None:
+            raise ValueError("default: review needs top-level approvers (group, quorum)")
+        return self
 
     @field_validator("rules")
     @classmethod

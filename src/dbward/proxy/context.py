@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dbward.approvals.service import ApprovalService
 from dbward.audit.writer import AuditWriter
 from dbward.config import Config
 from dbward.identity.authenticator import Authenticator
 from dbward.keyring import Keyring
+from dbward.proxy.approval_watch import ApprovalWatcher
 from dbward.proxy.cancel import CancelRegistry
 from dbward.proxy.catalog import Catalogs
 from dbward.proxy.policy_source import PolicySource
@@ -25,3 +27,5 @@ class ProxyContext:
     cancels: CancelRegistry = field(default_factory=CancelRegistry)
     cancel_sockets: list[Path] = field(default_factory=list)  # per worker, when several
     draining: bool = False
+    approvals: ApprovalService | None = None
+    watcher: ApprovalWatcher | None = None

@@ -9,10 +9,12 @@ CancelRequest is routed to the upstream backend behind the key it carries.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from dbward.approvals.requests import ApprovalRequest
 from dbward.audit.events import EventKind
 from dbward.codec.pg.backend import (
     AuthenticationCleartextPassword,
@@ -33,9 +35,9 @@ from dbward.codec.pg.startup import (
     StartupMessage,
     StartupPacket,
 )
-from dbward.config import Listener
+from dbward.config import AccessConfig, Listener
 from dbward.credentials import read_credentials
-from dbward.errors import DbwardError
+from dbward.errors import AuthorizationError, DbwardError
 from dbward.identity.attribution import from_application_name, merged
 from dbward.identity.models import Identity
 from dbward.proxy.cancel import CancelTarget, cancel_backend
@@ -68,6 +70,7 @@ class Established:
     client_key: BackendKeyData | None
     parameters: dict[str, str] = field(default_factory=dict)  # forwarded startup parameters
     agent: dict[str, str] = field(default_factory=dict)  # agent metadata (see attribution)
+    grant: ApprovalRequest | None = None  # just-in-time access: the grant in force
 
 
 class Handshake:
@@ -93,6 +96,7 @@ class Handshake:
         self.parameters: dict[str, str] = {}
         self.client_key: BackendKeyData | None = None
         self.agent: dict[str, str] = {}
+        self.grant: ApprovalRequest | None = None  # the access grant the session runs under
         self._parser = StartupParser(max_packet=ctx.config.limits.max_startup_packet)
         self._packets: list[StartupPacket] = []
 
@@ -124,6 +128,7 @@ class Handshake:
                     self.client_key,
                     self.parameters,
                     self.agent,
+                    self.grant,
                 )
 
     async def _accept_tls(self) -> None:
@@ -159,7 +164,7 @@ class Handshake:
         self.client.write(AuthenticationCleartextPassword().encode())
         secret = await self._read_password()
         try:
-            self.identity = await self.ctx.authenticator.authenticate(user, secret)
+            self.identity = await self.ctx.authenticator.authenticate(user, secret, database)
         except DbwardError as exc:  # not verified, or verified but issued to someone else
             self._login_failed(user, exc)
             raise SessionEnded from None
@@ -174,6 +179,10 @@ class Handshake:
                 ),
             )
             raise SessionEnded
+        if self.ctx.approvals is not None:
+            self.ctx.approvals.remember(self.identity)
+        if connection.access is not None and connection.access.require_grant:
+            await self._check_grant(user, database, connection.access)
         client_app = startup.parameters.get("application_name", "")
         forwarded = {k: v for k, v in startup.parameters.items() if k not in _NOT_FORWARDED}
         forwarded = {k: v for k, v in forwarded.items() if not k.startswith("_pq_.")}
@@ -201,6 +210,41 @@ class Handshake:
             self.refuse("57P01", "dbward is shutting down", hint="reconnect in a moment")
             raise SessionEnded
         self._greet(database, connection.environment, client_app, startup)
+
+    async def _check_grant(self, user: str, database: str, access: AccessConfig) -> None:
+        """Just-in-time access: connect only under a grant in force; its role's groups join
+        the identity's for this session."""
+        identity = self.identity
+        assert identity is not None
+        service = self.ctx.approvals
+        grants = []
+        if service is not None:
+            try:
+                grants = await asyncio.to_thread(
+                    service.store.grants, identity.name, database, service.clock()
+                )
+            except Exception as exc:  # the store is down: no grant can be shown, fail closed
+                log.warning("session %s: cannot read grants: %s", self.recorder.session_id, exc)
+        if not grants:
+            roles = ", ".join(sorted(access.roles))
+            self._login_failed(
+                user,
+                AuthorizationError(
+                    f"connection {database!r} needs an access grant, and {identity.name} has "
+                    f"none in force; ask for one: dbward access request {database} --role "
+                    f"ROLE --duration 1h --reason '...' (roles: {roles})"
+                ),
+            )
+            raise SessionEnded
+        grant = max(grants, key=lambda g: g.approved_until or 0.0)
+        extra: list[str] = []
+        for g in grants:
+            spec = access.roles.get(g.role)
+            if spec is not None:
+                extra.extend(spec.groups or [g.role])
+        groups = tuple(dict.fromkeys((*identity.groups, *extra)))
+        self.identity = self.recorder.identity = replace(identity, groups=groups)
+        self.grant = grant
 
     def _upstream_app_name(self, client_app: str) -> str:
         assert self.identity is not None

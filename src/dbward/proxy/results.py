@@ -57,3 +57,31 @@ def with_formats(fields: list[Field], formats: tuple[int, ...]) -> list[Field]:
         Field(f.name, f.table_oid, f.attnum, f.type_oid, f.typmod, b)
         for f, b in zip(fields, binary, strict=False)
     ]
+
+
+def bind_parameters(buf: bytes, start: int, end: int) -> tuple[bytes, tuple[str, ...]]:
+    """A Bind's parameters: its bytes after the two names (what makes two executions of
+    one statement identical), and each value as an approver is shown it."""
+    pos = buf.index(b"\x00", buf.index(b"\x00", start, end) + 1, end) + 1
+    raw = buf[pos:end]
+    (count,) = _I16.unpack_from(buf, pos)
+    formats = struct.unpack_from(f"!{count}h", buf, pos + 2)
+    pos += 2 + 2 * count
+    (params,) = _I16.unpack_from(buf, pos)
+    pos += 2
+    shown: list[str] = []
+    for index in range(params):
+        (length,) = _I32.unpack_from(buf, pos)
+        pos += 4
+        if length < 0:
+            shown.append("NULL")
+            continue
+        value = buf[pos : pos + length]
+        pos += length
+        binary = (formats[index] if len(formats) > 1 else formats[0] if formats else 0) == 1
+        if binary:
+            shown.append(f"<binary {length} bytes: {value[:32].hex()}>")
+        else:
+            text = value.decode("utf-8", "replace")
+            shown.append(text if len(text) <= 500 else text[:500] + "...")
+    return raw, tuple(shown)

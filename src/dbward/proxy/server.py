@@ -15,6 +15,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from dbward.approvals.notify import Notifiers
+from dbward.approvals.service import ApprovalService
 from dbward.audit.signing import SIGNING_KEY, Signer
 from dbward.audit.writer import AuditWriter, DisabledAuditWriter
 from dbward.config import Config, Listener
@@ -22,6 +24,7 @@ from dbward.errors import DbwardError
 from dbward.identity.authenticator import Authenticator
 from dbward.identity.tokens import TokenStore
 from dbward.keyring import load_keyring
+from dbward.proxy.approval_watch import ApprovalWatcher
 from dbward.proxy.cancel import CancelRegistry, serve_cancel_socket
 from dbward.proxy.catalog import Catalogs
 from dbward.proxy.connection import Conn
@@ -29,7 +32,7 @@ from dbward.proxy.context import ProxyContext
 from dbward.proxy.policy_source import PolicySource
 from dbward.proxy.session import Session
 from dbward.proxy.tls import server_context
-from dbward.stores import build_sinks, open_audit_store
+from dbward.stores import build_sinks, open_access_store, open_audit_store
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +68,18 @@ class Server:
             checkpoint_interval=config.audit.checkpoint_interval,
             sinks=build_sinks(config, worker),
         )
+        access = open_access_store(config)
+        approvals = ApprovalService(
+            access,
+            config.approvals,
+            audit.record,
+            instance=f"{config.audit.instance}-{worker}",
+            notifiers=Notifiers(config.approvals),
+        )
         self.ctx = ProxyContext(
             config=config,
             policy=PolicySource(config.policy.file, audit if worker == 0 else None),
-            authenticator=Authenticator(config.identity, tokens),
+            authenticator=Authenticator(config.identity, tokens, redeem=access.redeem_credential),
             audit=audit,
             keyring=keyring,
             catalogs=Catalogs(config.connections),
@@ -76,6 +87,8 @@ class Server:
             cancel_sockets=[cancel_socket(config, i) for i in range(workers)]
             if workers > 1
             else [],
+            approvals=approvals,
+            watcher=ApprovalWatcher(access, config.approvals.poll_interval),
         )
         self._tls = [
             server_context(listener.tls, config.state_dir) for listener in config.listeners
@@ -126,13 +139,23 @@ class Server:
         if self.config.policy.file is not None:
             watcher = loop.create_task(self.ctx.policy.watch(self.config.policy.reload_interval))
             self._tasks_background.add(watcher)
+        if self.worker == 0 and self.ctx.approvals is not None:
+            self._tasks_background.add(loop.create_task(self.ctx.approvals.watch(2.0)))
 
     async def _start_api(self) -> None:
         from dbward.web.app import api_server
 
         api = self.config.api
         # API actions join this process's chain; record is called on the event loop.
-        self._api = api_server(self.config, self.ctx.keyring, self._tokens, self.ctx.audit.record)
+        assert self.ctx.approvals is not None
+        self._api = api_server(
+            self.config,
+            self.ctx.keyring,
+            self._tokens,
+            self.ctx.audit.record,
+            self.ctx.approvals,
+            self.ctx.authenticator,
+        )
         task = asyncio.get_running_loop().create_task(self._serve_api())
         for _ in range(200):  # until it listens, or fails to
             if self._api.started or task.done():
@@ -224,6 +247,8 @@ class Server:
                 with suppress(Exception):
                     await asyncio.wait_for(self._api_task, 5.0)
         self.ctx.catalogs.close()
+        if self.ctx.approvals is not None:
+            self.ctx.approvals.store.close()
         audit = self.ctx.audit
         await audit.close()
         log.info(

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from dbward.approvals.requests import ApprovalRequest, Status
 from dbward.audit.events import EventKind
 from dbward.codec.pg.errors import ProtocolError
 from dbward.codec.pg.framing import Frame, Framer
@@ -28,7 +29,8 @@ from dbward.identity.attribution import from_statement, merged
 from dbward.masking.copy import CopyOptions, copy_options
 from dbward.masking.plan import Field
 from dbward.masking.rows import MaskStats
-from dbward.policy.decide import Subject
+from dbward.policy.decide import Decision, Subject
+from dbward.policy.model import Action
 from dbward.proxy.catalog import qualified
 from dbward.proxy.connection import Conn, ConnectionClosed
 from dbward.proxy.context import ProxyContext
@@ -41,8 +43,11 @@ from dbward.proxy.guard import (
     startup_search_path,
 )
 from dbward.proxy.handshake import Established, Handshake, SessionEnded, fatal
+from dbward.proxy.holding import HeldStatement, decide_held
+from dbward.proxy.holding import refused as refused_hold
 from dbward.proxy.masking import NOTHING_TO_MASK, SessionMasking, statement_shape
 from dbward.proxy.recorder import SessionRecorder
+from dbward.proxy.results import bind_parameters
 from dbward.proxy.tracking import FinishedStatement, StatementTracker
 from dbward.sql.facts import Analysis, StatementKind
 from dbward.sql.lineage import cached_lineage
@@ -107,6 +112,11 @@ class Session:
         self._held: tuple[bytes, list[Frame], int] | None = None
         self._loading: Coroutine[Any, Any, None] | None = None  # what a held result waits for
         self._queued: list[bytes] = []
+        # A statement held for approval: (block, frames, index, its request, decision);
+        # what the client sends meanwhile waits in the backlog.
+        self._holding: tuple[bytes, list[Frame], int, Any, Decision] | None = None
+        self._client_backlog: list[bytes] = []
+        self._unwatch: Callable[[], None] | None = None  # stops watching an access grant
         self._described: tuple[Any, list[Field]] | None = None  # a COPY (query)'s columns
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -153,6 +163,8 @@ class Session:
 
     def _finish(self, reason: str) -> None:
         assert self.established is not None
+        if self._unwatch is not None:
+            self._unwatch()
         if self.established.client_key is not None:
             self.ctx.cancels.forget(self.established.client_key)
         self.client.close()
@@ -215,6 +227,37 @@ class Session:
         )
         upstream.relay_to(self._guarded(self._from_upstream))
         self.client.relay_to(self._guarded(self._from_client))
+        grant = established.grant
+        if grant is not None and self.ctx.watcher is not None:
+            self._unwatch = self.ctx.watcher.watch_grant(grant, id(self), self._grant_ended)
+
+    def _grant_ended(self, grant: ApprovalRequest | None) -> None:
+        """The access grant this session runs under expired or was revoked: end it."""
+        if self._ended.done():
+            return
+        established = self.established
+        assert established is not None
+        held = established.grant
+        assert held is not None
+        how = "was revoked" if grant is not None and grant.status is Status.REVOKED else "expired"
+        message = (
+            f"terminating connection: access grant {held.id} to {established.target} "
+            f"(role {held.role}) {how}"
+        )
+        self.recorder.record(
+            EventKind.ACCESS_ENDED,
+            {"request": held.id, "role": held.role, "how": how, "statements": self.statements},
+        )
+        self.client.write(
+            fatal(
+                "57P01",
+                message,
+                hint=f"ask for access again: dbward access request {established.target} "
+                f"--role {held.role} --duration 1h --reason '...'",
+            )
+        )
+        self._upstream.write(Terminate().encode())
+        self._end(f"access grant {how}")
 
     def _guarded(self, handler: Callable[[bytes], None]) -> Callable[[bytes], None]:
         """``handler``, but a bug in it ends this session only, with a clear error."""
@@ -242,15 +285,26 @@ class Session:
             self.client.close()
 
     def _from_client(self, data: bytes) -> None:
+        if self._holding is not None:  # a statement waits for approval: keep the order
+            self._client_backlog.append(data)
+            self.client.pause_reading()
+            return
         try:
             block, frames = self._client_framer.split(data)
         except ProtocolError as exc:
             self._protocol_violation(exc)
             return
+        self._client_frames(block, frames, 0)
+
+    def _client_frames(self, block: bytes, frames: list[Frame], first: int) -> None:
+        """Check and forward ``frames[first:]``; stop at a statement held for approval."""
         tracker = self.tracker
         terminate = False
         refused: list[tuple[int, int, bytes]] | None = None
-        for kind, start, end in frames:
+        base = frames[first][1] - 5 if first < len(frames) else len(block)
+        cut = len(block)
+        for index in range(first, len(frames)):
+            kind, start, end = frames[index]
             if kind in _TRACKED_FRONTEND:
                 try:
                     decision = tracker.on_frontend(kind, block, start, end)
@@ -260,6 +314,15 @@ class Session:
                     )
                     return
                 if decision is not None and not decision.allowed:
+                    op = tracker.appended
+                    if decision.action is Action.REVIEW and op is not None:
+                        if kind == _PARSE:  # preparing runs nothing: its execution is held
+                            tracker.resolve(op, None)
+                            continue
+                        if self.ctx.approvals is not None:
+                            self._holding = (block, frames, index, op, decision)
+                            cut = start - 5
+                            break
                     if refused is None:
                         refused = []
                     refused.append((start - 5, end, self._stand_in(kind, block, start, end)))
@@ -270,12 +333,83 @@ class Session:
                 return
             elif kind == _TERMINATE:
                 terminate = True
+        part = block[base:cut]
         if refused:
-            block = _splice(block, refused)
-        if block:
-            self._upstream.write(block)
-        if terminate:
+            part = _splice(part, [(s - base, e - base, new) for s, e, new in refused])
+        if part:
+            self._upstream.write(part)
+        if self._holding is not None:
+            self._hold_statement()
+        elif terminate:
             self._end("client terminated")
+
+    def _hold_statement(self) -> None:
+        self.client.pause_reading()
+        task = asyncio.ensure_future(self._await_approval())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _await_approval(self) -> None:
+        held = self._holding
+        assert held is not None
+        block, frames, index, op, decision = held
+        kind, start, end = frames[index]
+        parameters, shown = b"", tuple[str, ...]()
+        if kind == _BIND:
+            parameters, shown = bind_parameters(block, start, end)
+        established = self.established
+        assert established is not None
+        service, watcher = self.ctx.approvals, self.ctx.watcher
+        assert service is not None
+        assert watcher is not None
+        statement = HeldStatement(
+            op.text,
+            self._audit_text(op.text, op.analysis),
+            parameters,
+            shown,
+            op.analysis,
+            decision,
+        )
+        try:
+            outcome = await decide_held(
+                service,
+                watcher,
+                statement,
+                identity=established.identity,
+                subject=self.guard.subject,
+                session=self.id,
+                wait=self.ctx.config.approvals.wait,
+                tell_client=self.client.write,
+            )
+        except Exception as exc:  # the approvals store is down: fail closed
+            log.warning("session %s: cannot ask for approval: %s", self.id, exc)
+            outcome = refused_hold(
+                decision,
+                None,
+                f"dbward cannot ask for approval now ({type(exc).__name__}); the statement "
+                "did not run",
+                "try again in a moment",
+            )
+        if self._ended.done():
+            return
+        self._guarded(lambda _: self._release_held(outcome))(b"")
+
+    def _release_held(self, outcome: Decision) -> None:
+        held = self._holding
+        assert held is not None
+        block, frames, index, op, _ = held
+        self._holding = None
+        kind, start, end = frames[index]
+        self.tracker.resolve(op, outcome)
+        if outcome.allowed:
+            self._upstream.write(block[start - 5 : end])
+        else:
+            self._upstream.write(self._stand_in(kind, block, start, end))
+        self._client_frames(block, frames, index + 1)
+        while self._client_backlog and self._holding is None and not self._ended.done():
+            self._from_client(self._client_backlog.pop(0))
+        if self._holding is None:
+            self.client.resume_reading()
 
     def _stand_in(self, kind: int, block: bytes, start: int, end: int) -> bytes:
         """What goes upstream instead of a refused request: one that fails."""
@@ -582,6 +716,8 @@ class Session:
             data["rule"] = decision.rule
             if not decision.allowed:
                 data["reason"] = decision.message
+            if decision.approval is not None:
+                data["approval"] = decision.approval
         if done.withheld:
             data["withheld_rows"] = done.withheld
         if done.masked is not None and done.masked.settle().values:

@@ -68,6 +68,7 @@ class _Op:
         "fields",
         "kind",
         "masked",
+        "portal",
         "prepared_name",
         "result",
         "rows",
@@ -104,6 +105,7 @@ class _Op:
         self.shape: _Shape | None = None  # an Execute's portal, or what a Describe describes
         self.result: object = None  # the session's per-result state (its masking)
         self.masked: MaskStats | None = None
+        self.portal: str | None = None  # a Bind's portal
 
 
 class _Shape:
@@ -188,6 +190,7 @@ class StatementTracker:
         # After an error in the extended protocol the server ignores everything up to the
         # next Sync; requests the client sends meanwhile get no answer and are not queued.
         self._discarding = False
+        self.appended: _Op | None = None  # the request the last checked message made
 
     @property
     def idle(self) -> bool:
@@ -206,6 +209,7 @@ class StatementTracker:
         For a Query, Parse, Bind or FunctionCall, the gatekeeper's decision on
         it (None without a gatekeeper, or while the server discards messages).
         """
+        self.appended = None
         if self._discarding:
             if kind != _S:
                 return self._check_discarded(kind, buf, start, end)
@@ -213,7 +217,8 @@ class StatementTracker:
         if kind == _Q:
             text = _cstring(buf, start, end)[0]
             checked = self._check(text)
-            self._ops.append(self._op(kind, text, None, checked))
+            self._ops.append(op := self._op(kind, text, None, checked))
+            self.appended = op
             return checked[1] if checked else None
         if kind == _P:
             name, pos = _cstring(buf, start, end)
@@ -221,7 +226,8 @@ class StatementTracker:
             checked = self._check(text)
             self._prepared[name] = (text, checked)
             self._descriptions.pop(name, None)
-            self._ops.append(self._op(kind, text, name, checked))
+            self._ops.append(op := self._op(kind, text, name, checked))
+            self.appended = op
             return checked[1] if checked else None
         if kind == _B:
             portal, pos = _cstring(buf, start, end)
@@ -230,7 +236,9 @@ class StatementTracker:
             checked = self._recheck(statement, text, checked)
             self._portals[portal] = (statement, text, checked)
             self._shapes[portal] = _Shape(statement, bind_result_formats(buf, start, end))
-            self._ops.append(self._op(kind, text, statement, checked))
+            self._ops.append(op := self._op(kind, text, statement, checked))
+            op.portal = portal
+            self.appended = op
             return checked[1] if checked else None
         if kind == _E:
             portal = _cstring(buf, start, end)[0]
@@ -260,9 +268,20 @@ class StatementTracker:
         elif kind == _F:
             text = _function_call(buf, start, end)
             checked = self._check_function_call()
-            self._ops.append(self._op(kind, text, None, checked))
+            self._ops.append(op := self._op(kind, text, None, checked))
+            self.appended = op
             return checked[1] if checked else None
         return None
+
+    def resolve(self, op: _Op, decision: Decision | None) -> None:
+        """A held request was decided (approved, rejected, timed out): ``decision`` now
+        stands for it, and for the Execute of a held Bind's portal. None: a Parse of a
+        statement that needs approval passes; its execution is held instead."""
+        op.decision = decision
+        if op.kind == _B and op.portal is not None and op.portal in self._portals:
+            statement, text, _ = self._portals[op.portal]
+            checked = (op.analysis, decision) if op.analysis is not None and decision else None
+            self._portals[op.portal] = (statement, text, checked)
 
     def _recheck(self, statement: str, text: str, checked: _Checked | None) -> _Checked | None:
         """Decide a prepared statement again as it is bound: the policy or what its names

@@ -9,13 +9,17 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from dbward.approvals.service import ApprovalService
 from dbward.audit.events import AuditEvent
 from dbward.audit.signing import SIGNING_KEY, Signer
 from dbward.config import Config
+from dbward.identity.authenticator import Authenticator
 from dbward.identity.tokens import TokenStore
 from dbward.keyring import Keyring
+from dbward.web.approval_routes import approvals_router
 from dbward.web.audit_routes import audit_router
 from dbward.web.auth import Caller, authenticate
+from dbward.web.slack_routes import slack_router
 
 log = logging.getLogger(__name__)
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -26,13 +30,17 @@ def create_app(
     keyring: Keyring,
     tokens: TokenStore | None,
     record: Callable[[AuditEvent], None],
+    approvals: ApprovalService,
+    authenticator: Authenticator | None = None,
 ) -> FastAPI:
     """``tokens``: the proxy's own store (one per process: SQLite's locks are per process
     and file, and a second handle on the file would undo them)."""
     signer = Signer(keyring.key(SIGNING_KEY))
 
-    def caller(request: Request) -> Caller:
-        return authenticate(request, tokens, config.api)
+    async def caller(request: Request) -> Caller:
+        who = await authenticate(request, tokens, config.api, authenticator)
+        approvals.remember(who.identity)
+        return who
 
     app = FastAPI(
         title="dbward",
@@ -40,7 +48,8 @@ def create_app(
         openapi_url="/api/v1/openapi.json",
         docs_url=None,
         redoc_url=None,
-        description="Identity-aware database access proxy: audit trail, lineage, evidence.",
+        description="Identity-aware database access proxy: audit trail, lineage, evidence, "
+        "approvals and just-in-time access.",
     )
 
     @app.get("/api/v1/health", tags=["health"], summary="Liveness, without authentication")
@@ -48,6 +57,8 @@ def create_app(
         return {"status": "ok"}
 
     app.include_router(audit_router(config, caller, signer, record), prefix="/api/v1")
+    app.include_router(approvals_router(config, caller, approvals, record), prefix="/api/v1")
+    app.include_router(slack_router(approvals), prefix="/api/v1")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -80,10 +91,12 @@ def api_server(
     keyring: Keyring,
     tokens: TokenStore | None,
     record: Callable[[AuditEvent], None],
+    approvals: ApprovalService,
+    authenticator: Authenticator | None = None,
 ) -> uvicorn.Server:
     api = config.api
     settings = uvicorn.Config(
-        create_app(config, keyring, tokens, record),
+        create_app(config, keyring, tokens, record, approvals, authenticator),
         host=api.host,
         port=api.port,
         log_level="warning",

@@ -29,7 +29,7 @@ from dbward.web.times import parse_time
 
 def audit_router(
     config: Config,
-    caller: Callable[..., Caller],
+    caller: Callable[..., Any],
     signer: Signer,
     record: Callable[[AuditEvent], None],
 ) -> APIRouter:

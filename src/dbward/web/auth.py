@@ -13,8 +13,10 @@ from fastapi import HTTPException, Request
 
 from dbward.config import ApiConfig
 from dbward.errors import AuthenticationError, AuthorizationError
+from dbward.identity.authenticator import Authenticator
 from dbward.identity.models import Identity
-from dbward.identity.tokens import TokenStore
+from dbward.identity.oidc import looks_like_jwt
+from dbward.identity.tokens import TOKEN_PREFIX, TokenStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,19 +30,33 @@ def roles_of(identity: Identity, config: ApiConfig) -> frozenset[str]:
     return frozenset(role for role, members in config.roles.items() if groups & set(members))
 
 
-def authenticate(request: Request, tokens: TokenStore | None, config: ApiConfig) -> Caller:
+async def authenticate(
+    request: Request,
+    tokens: TokenStore | None,
+    config: ApiConfig,
+    authenticator: Authenticator | None = None,
+) -> Caller:
+    """The caller behind the bearer token: a dbward token, or an ID token from a configured
+    OpenID Connect provider (what ``dbward login`` keeps)."""
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
         raise HTTPException(
             401,
-            "send a dbward token: Authorization: Bearer <token> (dbward token create)",
+            "send a dbward token or an OIDC ID token: Authorization: Bearer <token> "
+            "(dbward token create, or dbward login)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if tokens is None:
-        raise HTTPException(401, "dbward tokens are turned off (identity.tokens: false)")
     try:
-        identity = tokens.verify(credential.strip(), None)
+        if credential.startswith(TOKEN_PREFIX):
+            if tokens is None:
+                raise AuthenticationError("dbward tokens are turned off (identity.tokens: false)")
+            identity = tokens.verify(credential, None)
+        elif authenticator is not None and looks_like_jwt(credential):
+            identity = await authenticator.bearer(credential)
+        else:
+            raise AuthenticationError("the bearer token is neither a dbward token nor a JWT")
     except (AuthenticationError, AuthorizationError) as exc:
         raise HTTPException(
             401, exc.message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}

@@ -1,0 +1,1 @@
+"""Approvals: held statements and just-in-time access, decided by people, recorded."""
