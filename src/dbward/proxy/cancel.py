@@ -85,6 +85,9 @@ async def cancel_backend(ctx: ProxyContext, request: CancelRequest, source: str)
             log.debug("passing a cancel request to worker %d", owner)
             await _pass_to_worker(ctx.cancel_sockets[owner], request)
         return
+    held = ctx.held.get(target.session_id)
+    if held is not None:
+        held()  # a statement waits for approval: stop waiting; nothing runs upstream
     conn = await open_connection(target.connection)
     try:
         await negotiate_tls(conn, target.connection)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,4 +29,6 @@ class ProxyContext:
     cancel_sockets: list[Path] = field(default_factory=list)  # per worker, when several
     draining: bool = False
     approvals: ApprovalService | None = None
+    # session id -> what cancels the statement it holds for approval (a CancelRequest)
+    held: dict[str, Callable[[], None]] = field(default_factory=dict)
     watcher: ApprovalWatcher | None = None

@@ -370,8 +370,8 @@ class Session:
             op.analysis,
             decision,
         )
-        try:
-            outcome = await decide_held(
+        deciding = asyncio.ensure_future(
+            decide_held(
                 service,
                 watcher,
                 statement,
@@ -380,6 +380,27 @@ class Session:
                 session=self.id,
                 wait=self.ctx.config.approvals.wait,
                 tell_client=self.client.write,
+            )
+        )
+        by_client = False
+
+        def cancel() -> None:  # the client sent a CancelRequest (psql's Ctrl-C)
+            nonlocal by_client
+            by_client = True
+            deciding.cancel()
+
+        self.ctx.held[self.id] = cancel
+        try:
+            outcome = await deciding
+        except asyncio.CancelledError:
+            if not by_client:
+                raise  # the session itself is going away
+            outcome = refused_hold(
+                decision,
+                None,
+                "canceling statement due to user request: it was waiting for approval and "
+                "did not run",
+                "an approval given later lets the identical statement run at once",
             )
         except Exception as exc:  # the approvals store is down: fail closed
             log.warning("session %s: cannot ask for approval: %s", self.id, exc)
@@ -390,6 +411,8 @@ class Session:
                 "did not run",
                 "try again in a moment",
             )
+        finally:
+            self.ctx.held.pop(self.id, None)
         if self._ended.done():
             return
         self._guarded(lambda _: self._release_held(outcome))(b"")
