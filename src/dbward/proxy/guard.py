@@ -137,8 +137,8 @@ def refusal_error(decision: Decision) -> bytes:
             f"Rule {decision.rule} requires approval by {decision.quorum} of: "
             f"{', '.join(decision.approver_groups)}."
         )
-    elif decision.approval is not None:
-        detail = f"Approval request {decision.approval} under rule {decision.rule}."
+        if decision.approval is not None:
+            detail += f" Request {decision.approval}."
     else:
         detail = f"Denied by rule {decision.rule}."
     if decision.command and decision.statement:

@@ -49,9 +49,10 @@ def approved(decision: Decision, request: ApprovalRequest) -> Decision:
 def refused(
     decision: Decision, request: ApprovalRequest | None, message: str, hint: str
 ) -> Decision:
+    """The statement did not get its approval: it stays a ``review`` decision (so the trail
+    counts it as held), with what happened as its message."""
     return replace(
         decision,
-        action=Action.DENY,
         message=message,
         hint=hint,
         approval=request.id if request is not None else None,
