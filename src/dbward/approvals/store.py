@@ -88,6 +88,10 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _from_provider(provider: str) -> bool:
+    return provider.startswith(("oidc:", "credential:oidc:"))
+
+
 def new_request_id() -> str:
     return "apr_" + secrets.token_hex(6)
 
@@ -264,8 +268,10 @@ class AccessStore:
     # the identity directory --------------------------------------------------------------
 
     def saw(self, identity: Identity, email: str | None = None) -> None:
-        """Remember an identity that signed in (its groups, as of now)."""
-        if email is None and "@" in identity.name:
+        """Remember an identity that signed in (its groups, as of now). Only a person
+        verified by an identity provider is findable by email: a token's name is chosen
+        by whoever made it, so it never stands for someone's address."""
+        if email is None and "@" in identity.name and _from_provider(identity.provider):
             email = identity.name
         with self._transaction() as db:
             db.execute(self._sql("DELETE FROM identities WHERE name = ?"), (identity.name,))
