@@ -69,6 +69,8 @@ def signed_post(url: str, secret: bytes, payload: dict[str, Any], timeout: float
         raise DbwardError(f"the approvals webhook answered HTTP {exc.code}") from None
     except urllib.error.URLError as exc:
         raise DbwardError(f"cannot reach the approvals webhook: {exc.reason}") from None
+    except (OSError, ValueError) as exc:  # a timeout while reading, a reset connection
+        raise DbwardError(f"the approvals webhook failed: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,7 @@ class Notifiers:
             try:
                 ref = self.slack.post(self._config.slack.channel, request, self._config.console_url)
                 channels.append("slack")
-            except (SlackError, OSError) as exc:
+            except (SlackError, OSError, ValueError) as exc:
                 failures.append(f"slack: {exc}")
         for failure in failures:
             log.warning("approval %s: cannot notify %s", request.id, failure)
@@ -142,5 +144,5 @@ class Notifiers:
         if self.slack is not None and slack_ref:
             try:
                 self.slack.update(slack_ref, request, self._config.console_url)
-            except (SlackError, OSError) as exc:
+            except (SlackError, OSError, ValueError) as exc:
                 log.warning("approval %s: cannot update Slack: %s", request.id, exc)

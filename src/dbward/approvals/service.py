@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -32,6 +33,8 @@ from dbward.config import AccessConfig, ApprovalsConfig
 from dbward.identity.models import Identity
 
 log = logging.getLogger(__name__)
+_POST_WAIT = 30.0  # seconds a decision's notice waits for the request's own post
+_REF_TRIES = 20  # half-seconds a decision's notice waits for another process's post
 
 _EVENTS = {
     Status.APPROVED: EventKind.APPROVAL_APPROVED,
@@ -96,6 +99,7 @@ class ApprovalService:
         self.clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen: dict[tuple[str, tuple[str, ...]], float] = {}
+        self._posting: dict[str, asyncio.Task[None]] = {}  # request id -> its notification
 
     # the identity directory --------------------------------------------------------------
 
@@ -137,10 +141,11 @@ class ApprovalService:
         except OSError as exc:
             log.error("approval %s: cannot write the audit journal: %s", request.id, exc)
 
-    def _later(self, work: Callable[[], None]) -> None:
+    def _later(self, work: Callable[[], None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     # requests ----------------------------------------------------------------------------
 
@@ -190,19 +195,37 @@ class ApprovalService:
                 )
             )
 
-        self._later(send)
+        task = self._later(send)
+        self._posting[request.id] = task
+        task.add_done_callback(lambda _: self._posting.pop(request.id, None))
 
     def _decided(self, request: ApprovalRequest, event: EventKind) -> None:
+        """Tell the channels the outcome, once the request's own message is out (a decision
+        can come while Slack is still answering the post, here or on another process)."""
         notifiers = self.notifiers
         if notifiers is None or not notifiers.any:
             return
         current = request
+        posting = self._posting.get(request.id)
 
         def send() -> None:
             stored = self.store.get(current.id) or current
-            notifiers.decided(current, event.value, stored.slack or current.slack)
+            for _ in range(_REF_TRIES):
+                if stored.slack or notifiers.slack is None:
+                    break
+                time.sleep(0.5)  # another process may still be posting it
+                stored = self.store.get(current.id) or current
+            notifiers.decided(current, event.value, stored.slack)
 
-        self._later(send)
+        async def after_post() -> None:
+            if posting is not None:
+                with suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(posting), _POST_WAIT)
+            await asyncio.to_thread(send)
+
+        task = asyncio.get_running_loop().create_task(after_post())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def statement_request(
         self,

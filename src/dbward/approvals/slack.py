@@ -10,6 +10,8 @@ secret and its timestamp is recent; the Slack user is then looked up
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from dataclasses import dataclass
@@ -18,7 +20,6 @@ from urllib.parse import parse_qs
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.signature import SignatureVerifier
 
 from dbward.approvals.requests import ApprovalRequest, Kind, Status
 from dbward.errors import DbwardError
@@ -36,7 +37,8 @@ class SlackError(DbwardError):
 def check_signature(
     secret: str, body: bytes, timestamp: str | None, signature: str | None, now: float | None = None
 ) -> None:
-    """Raise SlackError unless ``body`` was signed by Slack with ``secret`` just now."""
+    """Raise SlackError unless ``body`` was signed by Slack with ``secret`` just now:
+    ``v0=`` and the hex HMAC-SHA256 of ``v0:<timestamp>:<body>``."""
     if not timestamp or not signature:
         raise SlackError("missing X-Slack-Request-Timestamp or X-Slack-Signature")
     try:
@@ -49,12 +51,9 @@ def check_signature(
             f"the request was signed {abs(now - sent):.0f} s from now (more than {MAX_AGE} s): "
             "refused as a possible replay"
         )
-
-    class _At:
-        def now(self) -> float:
-            return float(sent)
-
-    if not SignatureVerifier(secret, clock=_At()).is_valid(body, timestamp, signature):  # type: ignore[arg-type]
+    base = b"v0:" + timestamp.encode() + b":" + body
+    expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         raise SlackError("X-Slack-Signature does not verify under the signing secret")
 
 
@@ -83,45 +82,55 @@ def parse_interaction(body: bytes) -> Interaction:
             ts=(payload.get("message") or {}).get("ts", ""),
             response_url=payload.get("response_url", ""),
         )
-    except (KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError):
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
         raise SlackError("not a Slack block_actions payload with a button press") from None
 
 
+def escape(text: str) -> str:
+    """Text from a requester, shown as itself: no mentions, links or markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _field(label: str, value: str) -> dict[str, str]:
-    return {"type": "mrkdwn", "text": f"*{label}*\n{value}"}
+    return {"type": "mrkdwn", "text": _cut(f"*{label}*\n{value}", 1900)}
 
 
-def _code(text: str) -> str:
-    if len(text) > _SHOWN:
-        text = text[:_SHOWN] + " …"
-    return "```" + text.replace("```", "` ` `") + "```"
+def _code(text: str, limit: int) -> str:
+    inner = escape(text.replace("```", "` ` `"))
+    return "```" + _cut(inner, limit - 6) + "```"
 
 
 def blocks(request: ApprovalRequest, console_url: str | None = None) -> list[dict[str, Any]]:
     """The message for ``request``: what, who, where, risk; buttons while it is pending."""
     if request.kind is Kind.STATEMENT:
         title = f"Statement held for approval on {request.connection}"
-        body = _code(request.statement)
+        shown = ""
         if request.parameters:
-            body += "\nParameters: " + ", ".join(f"`{p}`" for p in request.parameters)
+            values = ", ".join("`" + escape(p.replace("`", "'")) + "`" for p in request.parameters)
+            shown = "\nParameters: " + _cut(values, 700)
+        body = _code(request.statement, _SHOWN - len(shown)) + shown
     else:
         title = f"Access requested to {request.connection}"
         hours = request.duration / 3600
-        body = f"Role *{request.role}* for {hours:g} h"
+        body = f"Role *{escape(request.role)}* for {hours:g} h"
     fields = [
-        _field("Identity", f"{request.requester} ({request.requester_kind})"),
-        _field("Connection", f"{request.connection} ({request.environment})"),
-        _field("Risk", ", ".join(request.risk) or request.rule),
-        _field("Needs", f"{request.quorum} of {', '.join(request.approver_groups)}"),
+        _field("Identity", escape(f"{request.requester} ({request.requester_kind})")),
+        _field("Connection", escape(f"{request.connection} ({request.environment})")),
+        _field("Risk", escape(", ".join(request.risk) or request.rule)),
+        _field("Needs", escape(f"{request.quorum} of {', '.join(request.approver_groups)}")),
     ]
     result: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": body}},
         {"type": "section", "fields": fields},
     ]
-    notes = [f"Request `{request.id}`", f"rule {request.rule}"]
+    notes = [f"Request `{request.id}`", f"rule {escape(request.rule)}"]
     if request.reason:
-        notes.append(f"reason: {request.reason[:300]}")
+        notes.append(f"reason: {escape(_cut(request.reason, 300))}")
     if console_url:
         notes.append(f"<{console_url.rstrip('/')}/approvals/{request.id}|open in dbward>")
     result.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(notes)}]})
@@ -156,10 +165,10 @@ def blocks(request: ApprovalRequest, console_url: str | None = None) -> list[dic
 def outcome(request: ApprovalRequest) -> str:
     if request.status is Status.REJECTED and request.rejection is not None:
         vote = request.rejection
-        why = f": {vote.reason}" if vote.reason else ""
-        return f":no_entry: Rejected by {vote.approver}{why}"
+        why = f": {escape(_cut(vote.reason, 500))}" if vote.reason else ""
+        return f":no_entry: Rejected by {escape(vote.approver)}{why}"
     if request.status in (Status.APPROVED, Status.EXECUTED):
-        names = ", ".join(v.approver for v in request.approvals)
+        names = escape(", ".join(v.approver for v in request.approvals))
         return f":white_check_mark: Approved by {names}"
     return f"Request is {request.status.value}"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from dbward.cli.common import _fail, console
 from dbward.cli.remote import Remote
@@ -115,7 +115,16 @@ def approvals_list(
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
-    table = Table("id", "kind", "status", "requester", "connection", "what", "votes", "created")
+    table = Table(
+        Column("id", no_wrap=True, min_width=16),
+        "kind",
+        "status",
+        "requester",
+        "connection",
+        "what",
+        "votes",
+        "created",
+    )
     for r in found:
         what = r["statement"] if r["kind"] == "statement" else f"role {r['role']}"
         what = " ".join(what.split())

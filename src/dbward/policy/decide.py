@@ -43,6 +43,7 @@ class Decision:
     reason_required: bool = False
     expires: float | None = None  # seconds a review request stays open; None: the default
     approval: str | None = None  # the approval request that let a review statement run
+    sqlstate: str = "42501"  # what a refusal is answered with (insufficient_privilege)
 
     @property
     def allowed(self) -> bool:

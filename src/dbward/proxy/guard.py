@@ -17,7 +17,6 @@ from dbward.codec.pg.backend import CommandComplete, ErrorResponse, NoticeRespon
 from dbward.codec.pg.frontend import Parse, Query
 from dbward.policy.decide import Decision, Subject, decide
 from dbward.policy.model import Action, Policy
-from dbward.proxy.tracking import DENIED_SQLSTATE
 from dbward.sql.cache import shared_cache
 from dbward.sql.facts import Analysis, StatementFacts, StatementKind
 from dbward.sql.session import DEFAULT_SEARCH_PATH, SqlSession, parse_search_path
@@ -146,7 +145,7 @@ def refusal_error(decision: Decision) -> bytes:
     message = f"dbward: {decision.message} (rule {decision.rule})"
     if decision.hint:
         message += f"; {decision.hint}"
-    return ErrorResponse.build("ERROR", DENIED_SQLSTATE, message, detail=detail).encode()
+    return ErrorResponse.build("ERROR", decision.sqlstate, message, detail=detail).encode()
 
 
 def capped_completion(tag: str, withheld: int, decision: Decision) -> bytes:

@@ -9,6 +9,8 @@ result formats its Bind asked for.
 from __future__ import annotations
 
 import struct
+import uuid
+from collections.abc import Callable
 
 from dbward.masking.plan import Field
 
@@ -59,29 +61,70 @@ def with_formats(fields: list[Field], formats: tuple[int, ...]) -> list[Field]:
     ]
 
 
-def bind_parameters(buf: bytes, start: int, end: int) -> tuple[bytes, tuple[str, ...]]:
-    """A Bind's parameters: its bytes after the two names (what makes two executions of
-    one statement identical), and each value as an approver is shown it."""
+def parse_parameter_types(buf: bytes, query: int, end: int) -> tuple[int, ...]:
+    """The parameter type OIDs of the Parse payload whose query text starts at ``query``."""
+    pos = buf.index(b"\x00", query, end) + 1
+    if pos + 2 > end:
+        return ()
+    (count,) = _I16.unpack_from(buf, pos)
+    return struct.unpack_from(f"!{count}I", buf, pos + 2) if count > 0 else ()
+
+
+_BINARY_SHOWN: dict[int, Callable[[bytes], str]] = {
+    16: lambda v: "true" if v == b"\x01" else "false",  # bool
+    20: lambda v: str(int.from_bytes(v, "big", signed=True)),  # int8
+    21: lambda v: str(int.from_bytes(v, "big", signed=True)),  # int2
+    23: lambda v: str(int.from_bytes(v, "big", signed=True)),  # int4
+    26: lambda v: str(int.from_bytes(v, "big")),  # oid
+    700: lambda v: repr(struct.unpack("!f", v)[0]),  # float4
+    701: lambda v: repr(struct.unpack("!d", v)[0]),  # float8
+    2950: lambda v: str(uuid.UUID(bytes=v)),  # uuid
+}
+_TEXT_TYPES = frozenset({18, 19, 25, 1042, 1043, 114, 3802})  # char, name, text, json(b)...
+_SHOWN_LIMIT = 500
+
+
+def _shown_binary(value: bytes, type_oid: int) -> str:
+    show = _BINARY_SHOWN.get(type_oid)
+    if show is not None:
+        try:
+            return show(value)
+        except (ValueError, struct.error):
+            pass
+    if type_oid in _TEXT_TYPES:
+        text = value[1:] if type_oid == 3802 and value[:1] == b"\x01" else value
+        return text.decode("utf-8", "replace")
+    return f"<binary {len(value)} bytes: {value[:32].hex()}>"
+
+
+def bind_parameters(
+    buf: bytes, start: int, end: int, types: tuple[int, ...] = ()
+) -> tuple[bytes, tuple[str, ...]]:
+    """A Bind's parameter values: as bytes that are equal when the values are (what makes
+    two executions of one statement identical; result formats do not count), and as an
+    approver is shown them (binary values of common types decoded with the Parse's types)."""
     pos = buf.index(b"\x00", buf.index(b"\x00", start, end) + 1, end) + 1
-    raw = buf[pos:end]
     (count,) = _I16.unpack_from(buf, pos)
     formats = struct.unpack_from(f"!{count}h", buf, pos + 2)
     pos += 2 + 2 * count
     (params,) = _I16.unpack_from(buf, pos)
     pos += 2
+    key: list[bytes] = []
     shown: list[str] = []
     for index in range(params):
         (length,) = _I32.unpack_from(buf, pos)
         pos += 4
+        binary = (formats[index] if len(formats) > 1 else formats[0] if formats else 0) == 1
         if length < 0:
+            key.append(b"\xff")
             shown.append("NULL")
             continue
         value = buf[pos : pos + length]
         pos += length
-        binary = (formats[index] if len(formats) > 1 else formats[0] if formats else 0) == 1
+        key.append(bytes((binary,)) + _I32.pack(length) + value)
         if binary:
-            shown.append(f"<binary {length} bytes: {value[:32].hex()}>")
+            text = _shown_binary(value, types[index] if index < len(types) else 0)
         else:
             text = value.decode("utf-8", "replace")
-            shown.append(text if len(text) <= 500 else text[:500] + "...")
-    return raw, tuple(shown)
+        shown.append(text if len(text) <= _SHOWN_LIMIT else text[:_SHOWN_LIMIT] + "...")
+    return b"".join(key), tuple(shown)

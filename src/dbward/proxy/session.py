@@ -16,6 +16,7 @@ import ssl
 import struct
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from dbward.approvals.requests import ApprovalRequest, Status
@@ -117,6 +118,7 @@ class Session:
         self._holding: tuple[bytes, list[Frame], int, Any, Decision] | None = None
         self._client_backlog: list[bytes] = []
         self._unwatch: Callable[[], None] | None = None  # stops watching an access grant
+        self._deciding: asyncio.Future[Decision] | None = None  # a held statement's wait
         self._described: tuple[Any, list[Field]] | None = None  # a COPY (query)'s columns
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -165,6 +167,8 @@ class Session:
         assert self.established is not None
         if self._unwatch is not None:
             self._unwatch()
+        if self._deciding is not None:  # the client left while its statement was held
+            self._deciding.cancel()
         if self.established.client_key is not None:
             self.ctx.cancels.forget(self.established.client_key)
         self.client.close()
@@ -356,7 +360,8 @@ class Session:
         kind, start, end = frames[index]
         parameters, shown = b"", tuple[str, ...]()
         if kind == _BIND:
-            parameters, shown = bind_parameters(block, start, end)
+            types = self.tracker.parameter_types(op.prepared_name or "")
+            parameters, shown = bind_parameters(block, start, end, types)
         established = self.established
         assert established is not None
         service, watcher = self.ctx.approvals, self.ctx.watcher
@@ -390,17 +395,21 @@ class Session:
             deciding.cancel()
 
         self.ctx.held[self.id] = cancel
+        self._deciding = deciding
         try:
             outcome = await deciding
         except asyncio.CancelledError:
             if not by_client:
                 raise  # the session itself is going away
-            outcome = refused_hold(
-                decision,
-                None,
-                "canceling statement due to user request: it was waiting for approval and "
-                "did not run",
-                "an approval given later lets the identical statement run at once",
+            outcome = replace(
+                refused_hold(
+                    decision,
+                    None,
+                    "canceling statement due to user request: it was waiting for approval "
+                    "and did not run",
+                    "an approval given later lets the identical statement run at once",
+                ),
+                sqlstate="57014",  # query_canceled, as PostgreSQL answers a cancelled query
             )
         except Exception as exc:  # the approvals store is down: fail closed
             log.warning("session %s: cannot ask for approval: %s", self.id, exc)
@@ -413,6 +422,7 @@ class Session:
             )
         finally:
             self.ctx.held.pop(self.id, None)
+            self._deciding = None
         if self._ended.done():
             return
         self._guarded(lambda _: self._release_held(outcome))(b"")

@@ -19,7 +19,12 @@ from typing import Protocol
 from dbward.masking.plan import Field
 from dbward.masking.rows import MaskStats
 from dbward.policy.decide import Decision
-from dbward.proxy.results import bind_result_formats, row_description, with_formats
+from dbward.proxy.results import (
+    bind_result_formats,
+    parse_parameter_types,
+    row_description,
+    with_formats,
+)
 from dbward.sql.facts import Analysis, StatementFacts
 
 _NUL = 0
@@ -182,6 +187,7 @@ class StatementTracker:
         self._prepared: dict[str, tuple[str, _Checked | None]] = {}
         self._portals: dict[str, tuple[str, str, _Checked | None]] = {}
         self._descriptions: dict[str, list[Field]] = {}  # statement name -> its columns
+        self._parameter_types: dict[str, tuple[int, ...]] = {}  # statement -> Parse's types
         self._shapes: dict[str, _Shape] = {}  # portal name -> what it returns
         self._seen: dict[bytes, list[Field]] = {}  # RowDescription payload -> its columns
         self._formatted: dict[tuple[int, tuple[int, ...]], tuple[list[Field], list[Field]]] = {}
@@ -225,6 +231,7 @@ class StatementTracker:
             text = _cstring(buf, pos, end)[0]
             checked = self._check(text)
             self._prepared[name] = (text, checked)
+            self._parameter_types[name] = parse_parameter_types(buf, pos, end)
             self._descriptions.pop(name, None)
             self._ops.append(op := self._op(kind, text, name, checked))
             self.appended = op
@@ -250,6 +257,7 @@ class StatementTracker:
             target, name = buf[start], _cstring(buf, start + 1, end)[0]
             if target == ord("S"):
                 self._prepared.pop(name, None)
+                self._parameter_types.pop(name, None)
                 self._descriptions.pop(name, None)
             else:
                 self._portals.pop(name, None)
@@ -272,6 +280,10 @@ class StatementTracker:
             self.appended = op
             return checked[1] if checked else None
         return None
+
+    def parameter_types(self, statement: str) -> tuple[int, ...]:
+        """The parameter type OIDs a statement's Parse gave (0: left to the server)."""
+        return self._parameter_types.get(statement, ())
 
     def resolve(self, op: _Op, decision: Decision | None) -> None:
         """A held request was decided (approved, rejected, timed out): ``decision`` now
@@ -381,7 +393,7 @@ class StatementTracker:
         elif kind == 0x45:  # E ErrorResponse
             decision = head.decision
             if decision is not None and not decision.allowed:
-                head.sqlstate, head.error = DENIED_SQLSTATE, decision.message
+                head.sqlstate, head.error = decision.sqlstate, decision.message
             else:
                 head.sqlstate, head.error = _error_fields(buf[start:end])
             if self.gate is not None:

@@ -45,9 +45,12 @@ def slack_router(service: ApprovalService) -> APIRouter:
             pressed = parse_interaction(body)
             if pressed.action not in (APPROVE, REJECT):
                 raise SlackError(f"unknown action {pressed.action!r}")
-            email = await asyncio.to_thread(notifiers.slack.email_of, pressed.user_id)
         except SlackError as exc:
             raise HTTPException(400, exc.message) from None
+        try:
+            email = await asyncio.to_thread(notifiers.slack.email_of, pressed.user_id)
+        except (SlackError, OSError) as exc:
+            return _ephemeral(f"dbward cannot tell who you are: {exc}")
         entry = await asyncio.to_thread(service.store.by_email, email)
         if entry is None:
             return _ephemeral(
