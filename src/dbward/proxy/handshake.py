@@ -70,7 +70,8 @@ class Established:
     client_key: BackendKeyData | None
     parameters: dict[str, str] = field(default_factory=dict)  # forwarded startup parameters
     agent: dict[str, str] = field(default_factory=dict)  # agent metadata (see attribution)
-    grant: ApprovalRequest | None = None  # just-in-time access: the grant in force
+    # Just-in-time access: the grants in force (their roles' groups joined the identity's).
+    grants: tuple[ApprovalRequest, ...] = ()
 
 
 class Handshake:
@@ -96,7 +97,7 @@ class Handshake:
         self.parameters: dict[str, str] = {}
         self.client_key: BackendKeyData | None = None
         self.agent: dict[str, str] = {}
-        self.grant: ApprovalRequest | None = None  # the access grant the session runs under
+        self.grants: tuple[ApprovalRequest, ...] = ()  # access grants the session runs under
         self._parser = StartupParser(max_packet=ctx.config.limits.max_startup_packet)
         self._packets: list[StartupPacket] = []
 
@@ -128,7 +129,7 @@ class Handshake:
                     self.client_key,
                     self.parameters,
                     self.agent,
-                    self.grant,
+                    self.grants,
                 )
 
     async def _accept_tls(self) -> None:
@@ -236,7 +237,6 @@ class Handshake:
                 ),
             )
             raise SessionEnded
-        grant = max(grants, key=lambda g: g.approved_until or 0.0)
         extra: list[str] = []
         for g in grants:
             spec = access.roles.get(g.role)
@@ -244,7 +244,7 @@ class Handshake:
                 extra.extend(spec.groups or [g.role])
         groups = tuple(dict.fromkeys((*identity.groups, *extra)))
         self.identity = self.recorder.identity = replace(identity, groups=groups)
-        self.grant = grant
+        self.grants = tuple(grants)
 
     def _upstream_app_name(self, client_app: str) -> str:
         assert self.identity is not None

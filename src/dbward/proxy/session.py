@@ -17,6 +17,7 @@ import struct
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from dbward.approvals.requests import ApprovalRequest, Status
@@ -32,6 +33,7 @@ from dbward.masking.plan import Field
 from dbward.masking.rows import MaskStats
 from dbward.policy.decide import Decision, Subject
 from dbward.policy.model import Action
+from dbward.proxy.cancel import cancel_upstream
 from dbward.proxy.catalog import qualified
 from dbward.proxy.connection import Conn, ConnectionClosed
 from dbward.proxy.context import ProxyContext
@@ -117,7 +119,7 @@ class Session:
         # what the client sends meanwhile waits in the backlog.
         self._holding: tuple[bytes, list[Frame], int, Any, Decision] | None = None
         self._client_backlog: list[bytes] = []
-        self._unwatch: Callable[[], None] | None = None  # stops watching an access grant
+        self._unwatch: list[Callable[[], None]] = []  # stop watching access grants
         self._deciding: asyncio.Future[Decision] | None = None  # a held statement's wait
         self._described: tuple[Any, list[Field]] | None = None  # a COPY (query)'s columns
         self._tasks: set[asyncio.Future[None]] = set()
@@ -165,8 +167,8 @@ class Session:
 
     def _finish(self, reason: str) -> None:
         assert self.established is not None
-        if self._unwatch is not None:
-            self._unwatch()
+        for unwatch in self._unwatch:
+            unwatch()
         if self._deciding is not None:  # the client left while its statement was held
             self._deciding.cancel()
         if self.established.client_key is not None:
@@ -231,23 +233,21 @@ class Session:
         )
         upstream.relay_to(self._guarded(self._from_upstream))
         self.client.relay_to(self._guarded(self._from_client))
-        grant = established.grant
-        if grant is not None and self.ctx.watcher is not None:
-            self._unwatch = self.ctx.watcher.watch_grant(grant, id(self), self._grant_ended)
+        watcher = self.ctx.watcher
+        if watcher is not None:
+            self._unwatch = [
+                watcher.watch_grant(grant, id(self), partial(self._grant_ended, grant))
+                for grant in established.grants
+            ]
 
-    def _grant_ended(self, grant: ApprovalRequest | None) -> None:
-        """The access grant this session runs under expired or was revoked: end it."""
+    def _grant_ended(self, held: ApprovalRequest, grant: ApprovalRequest | None) -> None:
+        """An access grant this session runs under expired or was revoked: end the session
+        (a statement still running is cancelled first, so it does not commit)."""
         if self._ended.done():
             return
         established = self.established
         assert established is not None
-        held = established.grant
-        assert held is not None
         how = "was revoked" if grant is not None and grant.status is Status.REVOKED else "expired"
-        message = (
-            f"terminating connection: access grant {held.id} to {established.target} "
-            f"(role {held.role}) {how}"
-        )
         self.recorder.record(
             EventKind.ACCESS_ENDED,
             {"request": held.id, "role": held.role, "how": how, "statements": self.statements},
@@ -255,13 +255,32 @@ class Session:
         self.client.write(
             fatal(
                 "57P01",
-                message,
+                f"terminating connection: access grant {held.id} to {established.target} "
+                f"(role {held.role}) {how}",
                 hint=f"ask for access again: dbward access request {established.target} "
                 f"--role {held.role} --duration 1h --reason '...'",
             )
         )
+        key = established.upstream.key
+        if self.tracker.idle or key is None:
+            self._terminate_upstream(f"access grant {how}")
+            return
+        self.client.pause_reading()
+        connection = self.ctx.config.connections[established.target]
+        task = asyncio.ensure_future(self._cancel_then_end(connection, key, f"access grant {how}"))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cancel_then_end(self, connection: Any, key: Any, reason: str) -> None:
+        try:
+            await cancel_upstream(connection, key)
+        except Exception as exc:  # the session ends all the same
+            log.warning("session %s: cannot cancel the running statement: %s", self.id, exc)
+        self._terminate_upstream(reason)
+
+    def _terminate_upstream(self, reason: str) -> None:
         self._upstream.write(Terminate().encode())
-        self._end(f"access grant {how}")
+        self._end(reason)
 
     def _guarded(self, handler: Callable[[bytes], None]) -> Callable[[bytes], None]:
         """``handler``, but a bug in it ends this session only, with a clear error."""
