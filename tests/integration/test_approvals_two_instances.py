@@ -2,7 +2,7 @@
 
 Instances ``alpha`` and ``beta`` (their own state directories, ports, token stores
 and signing keys) keep their audit trail and their approvals in one PostgreSQL database
-(``audit.store: postgres``; approvals in its schema ``dbward_access``). alice's token
+(``audit.store: postgres``; approvals in its schema ``dbward_audit``). alice's token
 is in alpha's token store and she runs psql through alpha; bob's (dba) is in beta's and
 he answers through beta's API and command line.
 

@@ -1136,6 +1136,7 @@ def operations(workload: Workload) -> dict[str, dict[str, st.SearchStrategy[str]
             if p["in"] == "query"
         }
         for path, item in doc["paths"].items()
+        if "get" in item  # the GET operations (the API also has POSTs: approvals)
     }
 
 

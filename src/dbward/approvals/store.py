@@ -3,7 +3,7 @@
 One store per installation, shared by every process that must see the same
 requests: the proxy's workers (which hold statements), the API (where
 approvers answer) and the command line. SQLite in the state directory by
-default; PostgreSQL (schema ``dbward_access``, beside the audit store) when
+default; PostgreSQL (the audit store's schema ``dbward_audit``) when
 several dbward instances share one, so an approval given on one instance
 releases a statement held on another.
 
@@ -34,7 +34,7 @@ from dbward.identity.authenticator import CREDENTIAL_PREFIX
 from dbward.identity.models import Identity, IdentityKind
 
 _TABLES = """
-CREATE TABLE IF NOT EXISTS requests (
+CREATE TABLE IF NOT EXISTS approval_requests (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -45,10 +45,10 @@ CREATE TABLE IF NOT EXISTS requests (
     updated DOUBLE PRECISION NOT NULL,
     doc TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS requests_open ON requests (status, kind);
-CREATE INDEX IF NOT EXISTS requests_fingerprint ON requests (fingerprint);
-CREATE INDEX IF NOT EXISTS requests_created ON requests (created);
-CREATE TABLE IF NOT EXISTS identities (
+CREATE INDEX IF NOT EXISTS approval_requests_open ON approval_requests (status, kind);
+CREATE INDEX IF NOT EXISTS approval_requests_fingerprint ON approval_requests (fingerprint);
+CREATE INDEX IF NOT EXISTS approval_requests_created ON approval_requests (created);
+CREATE TABLE IF NOT EXISTS approval_directory (
     name TEXT PRIMARY KEY,
     email TEXT,
     kind TEXT NOT NULL,
@@ -56,8 +56,8 @@ CREATE TABLE IF NOT EXISTS identities (
     provider TEXT NOT NULL,
     seen DOUBLE PRECISION NOT NULL
 );
-CREATE INDEX IF NOT EXISTS identities_email ON identities (email);
-CREATE TABLE IF NOT EXISTS credentials (
+CREATE INDEX IF NOT EXISTS approval_directory_email ON approval_directory (email);
+CREATE TABLE IF NOT EXISTS one_time_credentials (
     digest TEXT PRIMARY KEY,
     identity TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -132,7 +132,9 @@ class AccessStore:
     def add(self, request: ApprovalRequest) -> None:
         with self._transaction() as db:
             db.execute(
-                self._sql(f"INSERT INTO requests ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                self._sql(
+                    f"INSERT INTO approval_requests ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
                 self._row(request),
             )
 
@@ -152,7 +154,7 @@ class AccessStore:
     def get(self, request_id: str) -> ApprovalRequest | None:
         with self._transaction() as db:
             row = db.execute(
-                self._sql("SELECT doc FROM requests WHERE id = ?"), (request_id,)
+                self._sql("SELECT doc FROM approval_requests WHERE id = ?"), (request_id,)
             ).fetchone()
         return ApprovalRequest.from_dict(json.loads(row[0])) if row else None
 
@@ -162,7 +164,7 @@ class AccessStore:
         marks = ", ".join("?" for _ in ids)
         with self._transaction() as db:
             rows = db.execute(
-                self._sql(f"SELECT doc FROM requests WHERE id IN ({marks})"), tuple(ids)
+                self._sql(f"SELECT doc FROM approval_requests WHERE id IN ({marks})"), tuple(ids)
             ).fetchall()
         found = [ApprovalRequest.from_dict(json.loads(r[0])) for r in rows]
         return {r.id: r for r in found}
@@ -174,7 +176,7 @@ class AccessStore:
         (None: no change). Raises ApprovalError for an unknown id or a refused change."""
         with self._transaction() as db:
             row = db.execute(
-                self._sql(f"SELECT doc FROM requests WHERE id = ?{self._lock_row()}"),
+                self._sql(f"SELECT doc FROM approval_requests WHERE id = ?{self._lock_row()}"),
                 (request_id,),
             ).fetchone()
             if row is None:
@@ -186,7 +188,7 @@ class AccessStore:
             values = self._row(changed)
             db.execute(
                 self._sql(
-                    "UPDATE requests SET status = ?, updated = ?, doc = ? WHERE id = ?",
+                    "UPDATE approval_requests SET status = ?, updated = ?, doc = ? WHERE id = ?",
                 ),
                 (values[2], values[7], values[8], request_id),
             )
@@ -216,7 +218,7 @@ class AccessStore:
         if connection is not None:
             where.append("connection = ?")
             params.append(connection)
-        sql = "SELECT doc FROM requests"
+        sql = "SELECT doc FROM approval_requests"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created DESC, id LIMIT ? OFFSET ?"
@@ -230,8 +232,8 @@ class AccessStore:
         with self._transaction() as db:
             rows = db.execute(
                 self._sql(
-                    "SELECT doc FROM requests WHERE fingerprint = ? AND status = 'approved' "
-                    "ORDER BY created"
+                    "SELECT doc FROM approval_requests "
+                    "WHERE fingerprint = ? AND status = 'approved' ORDER BY created"
                 ),
                 (fingerprint,),
             ).fetchall()
@@ -246,8 +248,8 @@ class AccessStore:
         with self._transaction() as db:
             row = db.execute(
                 self._sql(
-                    "SELECT doc FROM requests WHERE fingerprint = ? AND status = 'pending' "
-                    "ORDER BY created DESC LIMIT 1"
+                    "SELECT doc FROM approval_requests "
+                    "WHERE fingerprint = ? AND status = 'pending' ORDER BY created DESC LIMIT 1"
                 ),
                 (fingerprint,),
             ).fetchone()
@@ -274,10 +276,10 @@ class AccessStore:
         if email is None and "@" in identity.name and _from_provider(identity.provider):
             email = identity.name
         with self._transaction() as db:
-            db.execute(self._sql("DELETE FROM identities WHERE name = ?"), (identity.name,))
+            db.execute(self._sql("DELETE FROM approval_directory WHERE name = ?"), (identity.name,))
             db.execute(
                 self._sql(
-                    "INSERT INTO identities (name, email, kind, groups, provider, seen) "
+                    "INSERT INTO approval_directory (name, email, kind, groups, provider, seen) "
                     "VALUES (?, ?, ?, ?, ?, ?)"
                 ),
                 (
@@ -294,7 +296,7 @@ class AccessStore:
         with self._transaction() as db:
             row = db.execute(
                 self._sql(
-                    "SELECT name, email, kind, groups, provider, seen FROM identities "
+                    "SELECT name, email, kind, groups, provider, seen FROM approval_directory "
                     "WHERE email = ? ORDER BY seen DESC LIMIT 1"
                 ),
                 (email.casefold(),),
@@ -316,10 +318,12 @@ class AccessStore:
         now = self.clock()
         expires = now + ttl
         with self._transaction() as db:
-            db.execute(self._sql("DELETE FROM credentials WHERE expires < ?"), (now - 86400,))
+            db.execute(
+                self._sql("DELETE FROM one_time_credentials WHERE expires < ?"), (now - 86400,)
+            )
             db.execute(
                 self._sql(
-                    "INSERT INTO credentials (digest, identity, kind, groups, provider, "
+                    "INSERT INTO one_time_credentials (digest, identity, kind, groups, provider, "
                     "connection, created, expires, used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)"
                 ),
                 (
@@ -342,7 +346,7 @@ class AccessStore:
             row = db.execute(
                 self._sql(
                     "SELECT identity, kind, groups, provider, connection, expires, used "
-                    f"FROM credentials WHERE digest = ?{self._lock_row()}"
+                    f"FROM one_time_credentials WHERE digest = ?{self._lock_row()}"
                 ),
                 (_digest(secret),),
             ).fetchone()
@@ -368,7 +372,7 @@ class AccessStore:
                     f"this credential was issued to {name!r}: connect as user {name!r}"
                 )
             db.execute(
-                self._sql("UPDATE credentials SET used = ? WHERE digest = ?"),
+                self._sql("UPDATE one_time_credentials SET used = ? WHERE digest = ?"),
                 (now, _digest(secret)),
             )
         return Identity(
@@ -411,7 +415,8 @@ class SqliteAccessStore(AccessStore):
 
 
 class PostgresAccessStore(AccessStore):
-    """The shared store: schema ``dbward_access`` in the audit store's database."""
+    """The shared store: tables beside the audit trail's, in schema ``dbward_audit`` (whose
+    owner needs no privilege on the database itself)."""
 
     placeholder = "%s"
 
@@ -426,8 +431,12 @@ class PostgresAccessStore(AccessStore):
         self._psycopg = psycopg
         self._db = self._connect()
         with self._db.transaction():
-            self._db.execute("SELECT pg_advisory_xact_lock(hashtext('dbward_access'))")
-            self._db.execute("CREATE SCHEMA IF NOT EXISTS dbward_access")
+            self._db.execute("SELECT pg_advisory_xact_lock(hashtext('dbward_audit'))")
+            exists = self._db.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = 'dbward_audit'"
+            ).fetchone()
+            if exists is None:
+                self._db.execute("CREATE SCHEMA IF NOT EXISTS dbward_audit")
             for statement in _TABLES.split(";"):
                 if statement.strip():
                     self._db.execute(statement)
@@ -437,7 +446,7 @@ class PostgresAccessStore(AccessStore):
             self._conninfo,
             connect_timeout=max(1, int(self._timeout)),
             autocommit=True,
-            options="-c search_path=dbward_access -c statement_timeout=10000",
+            options="-c search_path=dbward_audit -c statement_timeout=10000",
             keepalives=1,
             keepalives_idle=10,
         )

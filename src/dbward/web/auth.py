@@ -56,7 +56,9 @@ async def authenticate(
         elif authenticator is not None and looks_like_jwt(credential):
             identity = await authenticator.bearer(credential)
         else:
-            raise AuthenticationError("the bearer token is neither a dbward token nor a JWT")
+            raise AuthenticationError(
+                "the bearer token is not a dbward token (dbw_...) nor an OIDC ID token (a JWT)"
+            )
     except (AuthenticationError, AuthorizationError) as exc:
         raise HTTPException(
             401, exc.message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
