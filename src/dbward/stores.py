@@ -4,6 +4,8 @@ its sinks."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 from psycopg.conninfo import make_conninfo
 
@@ -30,23 +32,29 @@ def audit_conninfo(settings: AuditPostgres) -> str:
     )
 
 
+_Store = TypeVar("_Store")
+
+
+def _on_postgres(config: Config, store: Callable[..., _Store], what: str) -> _Store:
+    """``store`` opened on the PostgreSQL database ``audit.postgres`` names."""
+    settings = config.audit.postgres
+    assert settings is not None  # the config model requires it
+    try:
+        return store(audit_conninfo(settings), connect_timeout=settings.connect_timeout)
+    except Exception as exc:  # psycopg's errors name the cause, never the password
+        raise DbwardError(
+            f"cannot open the PostgreSQL {what} ({settings.host}:{settings.port}/"
+            f"{settings.database}): {exc}"
+        ) from None
+
+
 def open_audit_store(config: Config, *, must_exist: bool = False) -> AuditStore:
     """The store ``config`` names. ``must_exist``: a missing SQLite file is an error (for
     the commands that read the trail), not a new empty store."""
-    audit = config.audit
-    if audit.store == "postgres":
+    if config.audit.store == "postgres":
         from dbward.audit.store_pg import PostgresAuditStore
 
-        assert audit.postgres is not None  # the config model requires it
-        try:
-            return PostgresAuditStore(
-                audit_conninfo(audit.postgres), connect_timeout=audit.postgres.connect_timeout
-            )
-        except Exception as exc:  # psycopg's errors name the cause, never the password
-            raise DbwardError(
-                f"cannot open the PostgreSQL audit store ({audit.postgres.host}:"
-                f"{audit.postgres.port}/{audit.postgres.database}): {exc}"
-            ) from None
+        return _on_postgres(config, PostgresAuditStore, "audit store")
     if must_exist and not config.audit_path.exists():
         raise DbwardError(f"no audit store at {config.audit_path}: has dbward run here?")
     return SqliteAuditStore(config.audit_path)
@@ -105,16 +113,6 @@ def build_sinks(config: Config, worker: int) -> list[Sink]:
 
 def open_access_store(config: Config) -> AccessStore:
     """The approvals store: beside the audit store (shared PostgreSQL, or SQLite here)."""
-    audit = config.audit
-    if audit.store == "postgres":
-        assert audit.postgres is not None
-        try:
-            return PostgresAccessStore(
-                audit_conninfo(audit.postgres), connect_timeout=audit.postgres.connect_timeout
-            )
-        except Exception as exc:  # psycopg's errors name the cause, never the password
-            raise DbwardError(
-                f"cannot open the PostgreSQL approvals store ({audit.postgres.host}:"
-                f"{audit.postgres.port}/{audit.postgres.database}): {exc}"
-            ) from None
+    if config.audit.store == "postgres":
+        return _on_postgres(config, PostgresAccessStore, "approvals store")
     return SqliteAccessStore(config.access_path)

@@ -155,7 +155,7 @@ def _directory(server: Dbward) -> dict[str, tuple[str, ...]]:
         return {}
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
-        rows = db.execute("SELECT email, groups FROM identities").fetchall()
+        rows = db.execute("SELECT email, groups FROM approval_directory").fetchall()
     except sqlite3.OperationalError:
         return {}
     finally:
@@ -167,7 +167,8 @@ def _known(server: Dbward, name: str) -> bool:
     path = server.state_dir / "access.db"
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
-        return bool(db.execute("SELECT 1 FROM identities WHERE name = ?", (name,)).fetchall())
+        found = db.execute("SELECT 1 FROM approval_directory WHERE name = ?", (name,))
+        return bool(found.fetchall())
     finally:
         db.close()
 
@@ -909,7 +910,7 @@ def test_a_webhook_that_is_down_does_not_hold_anything_up(
         notified = _event(ward.server, "approval.notified", held.id)
         assert notified["data"]["channels"] == ["slack"]
         (failure,) = notified["data"]["failures"]
-        assert failure.startswith("webhook: cannot reach the approvals webhook"), failure
+        assert failure.startswith("webhook: cannot reach the webhook"), failure
         message = _message(ward, slack, held)
         assert held.running()  # still waiting, and approvable
 

@@ -7,21 +7,16 @@ with ``X-Dbward-Timestamp`` and ``X-Dbward-Signature: v1=<hex HMAC-SHA256 of
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import os
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
-from typing import Any
 
 from dbward.approvals.requests import ApprovalRequest
 from dbward.approvals.slack import SlackClient, SlackError
+from dbward.audit.sinks.senders import DeliveryError, post_signed
 from dbward.config import ApprovalsConfig, Secret
-from dbward.errors import ConfigError, DbwardError
+from dbward.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,40 +32,6 @@ def read_secret(secret: Secret, what: str) -> str:
         return secret.file.read_text(encoding="utf-8").rstrip("\r\n")
     except OSError as exc:
         raise ConfigError(f"{what}: cannot read {secret.file}: {exc.strerror}") from None
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
-
-
-def signed_post(url: str, secret: bytes, payload: dict[str, Any], timeout: float) -> None:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    timestamp = str(int(time.time()))
-    signature = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(  # noqa: S310 - the config allows http(s) only
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "dbward-approvals",
-            "X-Dbward-Timestamp": timestamp,
-            "X-Dbward-Signature": "v1=" + signature,
-        },
-    )
-    try:
-        with _opener.open(request, timeout=timeout) as answer:
-            answer.read()
-    except urllib.error.HTTPError as exc:
-        raise DbwardError(f"the approvals webhook answered HTTP {exc.code}") from None
-    except urllib.error.URLError as exc:
-        raise DbwardError(f"cannot reach the approvals webhook: {exc.reason}") from None
-    except (OSError, ValueError) as exc:  # a timeout while reading, a reset connection
-        raise DbwardError(f"the approvals webhook failed: {type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +73,8 @@ class Notifiers:
         payload = {"source": "dbward", "event": event, "request": request.as_dict()}
         if self._config.console_url:
             payload["url"] = f"{self._config.console_url.rstrip('/')}/approvals/{request.id}"
-        signed_post(webhook.url, self._webhook_secret, payload, webhook.timeout)
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        post_signed(webhook.url, self._webhook_secret, body, webhook.timeout, "dbward-approvals")
 
     def requested(self, request: ApprovalRequest) -> Sent:
         channels: list[str] = []
@@ -122,8 +84,8 @@ class Notifiers:
             try:
                 self._webhook("approval.requested", request)
                 channels.append("webhook")
-            except DbwardError as exc:
-                failures.append(f"webhook: {exc.message}")
+            except DeliveryError as exc:
+                failures.append(f"webhook: {exc}")
         if self.slack is not None and self._config.slack is not None:
             try:
                 ref = self.slack.post(self._config.slack.channel, request, self._config.console_url)
@@ -139,8 +101,8 @@ class Notifiers:
         if self._webhook_secret is not None:
             try:
                 self._webhook(event, request)
-            except DbwardError as exc:
-                log.warning("approval %s: cannot notify webhook: %s", request.id, exc.message)
+            except DeliveryError as exc:
+                log.warning("approval %s: cannot notify webhook: %s", request.id, exc)
         if self.slack is not None and slack_ref:
             try:
                 self.slack.update(slack_ref, request, self._config.console_url)

@@ -198,11 +198,21 @@ def fingerprint(connection: str, requester: str, text: str, parameters: bytes = 
 # transitions ------------------------------------------------------------------------------
 
 
-def _open(request: ApprovalRequest, now: float) -> None:
+def _checked_vote(
+    request: ApprovalRequest, approver: Approver, now: float, reason: str, with_what: str
+) -> str:
+    """Refuse a vote the rules do not allow; the vote's reason, stripped."""
     if request.status is not Status.PENDING:
         raise ApprovalError(f"request {request.id} is {request.status.value}, not pending")
     if now >= request.expires:
         raise ApprovalError(f"request {request.id} expired; ask the requester to run it again")
+    refusal = request.may_approve(approver)
+    if refusal is not None:
+        raise ApprovalError(refusal)
+    reason = reason.strip()
+    if request.reason_required and not reason:
+        raise ApprovalError(f"request {request.id} needs a reason with {with_what}")
+    return reason
 
 
 def approve(
@@ -216,13 +226,7 @@ def approve(
     via: str = "api",
 ) -> ApprovalRequest:
     """``request`` with ``approver``'s approval; approved once the quorum is reached."""
-    _open(request, now)
-    refusal = request.may_approve(approver)
-    if refusal is not None:
-        raise ApprovalError(refusal)
-    reason = reason.strip()
-    if request.reason_required and not reason:
-        raise ApprovalError(f"request {request.id} needs a reason with each approval")
+    reason = _checked_vote(request, approver, now, reason, "each approval")
     if window is not None:
         if request.kind is Kind.ACCESS:
             raise ApprovalError("a time window applies to statements; a grant has its duration")
@@ -246,13 +250,7 @@ def approve(
 def reject(
     request: ApprovalRequest, approver: Approver, now: float, *, reason: str = "", via: str = "api"
 ) -> ApprovalRequest:
-    _open(request, now)
-    refusal = request.may_approve(approver)
-    if refusal is not None:
-        raise ApprovalError(refusal)
-    reason = reason.strip()
-    if request.reason_required and not reason:
-        raise ApprovalError(f"request {request.id} needs a reason with a rejection")
+    reason = _checked_vote(request, approver, now, reason, "a rejection")
     vote = Vote(approver.name, False, now, reason, None, via)
     return replace(request, votes=(*request.votes, vote), status=Status.REJECTED)
 

@@ -54,21 +54,28 @@ def discover(issuer: str, client: httpx.Client) -> dict[str, Any]:
     return document
 
 
+def _post(client: httpx.Client, url: str, form: dict[str, str], what: str) -> tuple[int, Any]:
+    """POST ``form``; the status and the JSON answer, or an error naming ``what`` failed."""
+    try:
+        answer = client.post(url, data=form)
+        return answer.status_code, answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise AuthenticationError(f"{what} failed: {exc}") from None
+
+
 def start(
     document: dict[str, Any], client_id: str, scopes: str, client: httpx.Client
 ) -> DeviceCode:
-    try:
-        answer = client.post(
-            document["device_authorization_endpoint"],
-            data={"client_id": client_id, "scope": scopes},
-        )
-        body = answer.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise AuthenticationError(f"the device authorization request failed: {exc}") from None
-    if answer.status_code != 200:
+    status, body = _post(
+        client,
+        document["device_authorization_endpoint"],
+        {"client_id": client_id, "scope": scopes},
+        "the device authorization request",
+    )
+    if status != 200:
         raise AuthenticationError(
             f"the provider refused the device authorization request: "
-            f"{body.get('error', answer.status_code)} {body.get('error_description', '')}".strip()
+            f"{body.get('error', status)} {body.get('error_description', '')}".strip()
         )
     return DeviceCode(
         device_code=body["device_code"],
@@ -109,19 +116,13 @@ def poll(
         if clock() >= deadline:
             raise AuthenticationError("the code expired before sign-in finished: run it again")
         sleep(interval)
-        try:
-            answer = client.post(
-                document["token_endpoint"],
-                data={
-                    "grant_type": DEVICE_GRANT,
-                    "device_code": code.device_code,
-                    "client_id": client_id,
-                },
-            )
-            body = answer.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise AuthenticationError(f"the token request failed: {exc}") from None
-        if answer.status_code == 200:
+        status, body = _post(
+            client,
+            document["token_endpoint"],
+            {"grant_type": DEVICE_GRANT, "device_code": code.device_code, "client_id": client_id},
+            "the token request",
+        )
+        if status == 200:
             return _tokens(body, clock())
         error = body.get("error")
         if error == "authorization_pending":
@@ -142,19 +143,13 @@ def poll(
 def refresh(
     document: dict[str, Any], client_id: str, refresh_token: str, client: httpx.Client
 ) -> Tokens:
-    try:
-        answer = client.post(
-            document["token_endpoint"],
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": refresh_token,
-                "client_id": client_id,
-            },
-        )
-        body = answer.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise AuthenticationError(f"refreshing the sign-in failed: {exc}") from None
-    if answer.status_code != 200:
+    status, body = _post(
+        client,
+        document["token_endpoint"],
+        {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id},
+        "refreshing the sign-in",
+    )
+    if status != 200:
         raise AuthenticationError("the sign-in expired and cannot be refreshed: dbward login")
     tokens = _tokens(body, time.time())
     if tokens.refresh_token is None:

@@ -124,38 +124,31 @@ def approvals_router(
     async def show_request(request_id: str, who: Who) -> dict[str, Any]:
         return (await _get(request_id, who)).as_dict()
 
-    @router.post("/approvals/{request_id}/approve", summary="Approve (counts toward the quorum)")
-    async def approve(request_id: str, vote: Vote, who: Who) -> dict[str, Any]:
+    async def _vote(
+        request_id: str, who: Caller, approve: bool, reason: str, window: float | None = None
+    ) -> dict[str, Any]:
         await _get(request_id, who)
         try:
             done = await service.vote(
                 request_id,
                 _approver(who),
-                approve=True,
+                approve=approve,
                 approver_kind=who.identity.kind.value,
-                reason=vote.reason,
-                window=vote.window,
+                reason=reason,
+                window=window,
                 via="api",
             )
         except ApprovalError as exc:
             raise _refused(exc) from None
         return done.as_dict()
 
+    @router.post("/approvals/{request_id}/approve", summary="Approve (counts toward the quorum)")
+    async def approve(request_id: str, vote: Vote, who: Who) -> dict[str, Any]:
+        return await _vote(request_id, who, True, vote.reason, vote.window)
+
     @router.post("/approvals/{request_id}/reject", summary="Reject (one rejection decides)")
     async def reject(request_id: str, vote: Rejection, who: Who) -> dict[str, Any]:
-        await _get(request_id, who)
-        try:
-            done = await service.vote(
-                request_id,
-                _approver(who),
-                approve=False,
-                approver_kind=who.identity.kind.value,
-                reason=vote.reason,
-                via="api",
-            )
-        except ApprovalError as exc:
-            raise _refused(exc) from None
-        return done.as_dict()
+        return await _vote(request_id, who, False, vote.reason)
 
     @router.post("/approvals/{request_id}/revoke", summary="End a grant or approval early")
     async def revoke(request_id: str, who: Who) -> dict[str, Any]:

@@ -559,7 +559,7 @@ def test_a_webhook_that_is_down_is_reported_and_slack_is_still_told(
     assert sent.channels == ("slack",)
     assert sent.slack_ref.startswith("C0APPROVALS:")
     (failure,) = sent.failures
-    assert failure.startswith("webhook: cannot reach the approvals webhook")
+    assert failure.startswith("webhook: cannot reach the webhook")
     slack.message_for(request.id)
 
 

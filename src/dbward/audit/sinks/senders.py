@@ -146,6 +146,33 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
+def post_signed(url: str, secret: bytes, body: bytes, timeout: float, agent: str) -> None:
+    """POST a JSON ``body`` signed with HMAC-SHA256 (``X-Dbward-Signature: v1=<hex of
+    "<timestamp>.<body>">``); raises DeliveryError unless the answer is 2xx."""
+    timestamp = str(int(time.time()))
+    signature = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256)
+    request = urllib.request.Request(  # noqa: S310 - the config allows http(s) only
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": agent,
+            "X-Dbward-Timestamp": timestamp,
+            "X-Dbward-Signature": "v1=" + signature.hexdigest(),
+        },
+    )
+    try:
+        with _opener.open(request, timeout=timeout) as answer:
+            answer.read()
+    except urllib.error.HTTPError as exc:
+        raise DeliveryError(f"the webhook answered HTTP {exc.code}") from None
+    except urllib.error.URLError as exc:
+        raise DeliveryError(f"cannot reach the webhook: {exc.reason}") from None
+    except (OSError, ValueError) as exc:  # a timeout while reading, a reset connection
+        raise DeliveryError(f"the webhook failed: {type(exc).__name__}: {exc}") from None
+
+
 class WebhookSender:
     """POSTs ``{"source": "dbward", "records": [...]}``, signed with HMAC-SHA256.
 
@@ -161,26 +188,7 @@ class WebhookSender:
 
     def send(self, lines: list[bytes]) -> None:
         body = b'{"source":"dbward","records":[' + b",".join(lines) + b"]}"
-        timestamp = str(int(time.time()))
-        signature = hmac.new(self._secret, timestamp.encode() + b"." + body, hashlib.sha256)
-        request = urllib.request.Request(  # noqa: S310 - the config allows http(s) only
-            self._url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "dbward-audit",
-                "X-Dbward-Timestamp": timestamp,
-                "X-Dbward-Signature": "v1=" + signature.hexdigest(),
-            },
-        )
-        try:
-            with _opener.open(request, timeout=self._timeout) as answer:
-                answer.read()
-        except urllib.error.HTTPError as exc:
-            raise DeliveryError(f"the webhook answered HTTP {exc.code}") from None
-        except urllib.error.URLError as exc:
-            raise DeliveryError(f"cannot reach the webhook: {exc.reason}") from None
+        post_signed(self._url, self._secret, body, self._timeout, "dbward-audit")
 
     def close(self) -> None:
         pass
