@@ -324,17 +324,35 @@ class ApprovalsConfig(_Model):
     )
 
 
+class ConsoleConfig(_Model):
+    """The web console's sign-in: OpenID Connect authorization code flow with PKCE."""
+
+    client_id: str
+    client_secret: Secret | None = Field(
+        default=None, description="for a confidential client; a public one needs none"
+    )
+    public_url: str = Field(
+        pattern=r"^https?://",
+        description="where browsers reach the API; the redirect URI is "
+        "<public_url>/console/callback",
+    )
+    session_ttl: float = Field(default=8 * 3600, gt=0, le=7 * 86400)
+    scopes: str = "openid email profile groups"
+
+
 class ApiConfig(_Model):
-    """The HTTP API (``/api/v1``), served by the first worker; callers send a dbward token."""
+    """The HTTP API (``/api/v1``) and console (``/console``), served by the first worker;
+    automation sends a dbward token or an ID token, people sign in to the console."""
 
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=6480, ge=0, le=65535)
     tls: ListenerTls = ListenerTls()
     roles: dict[Literal["admin", "auditor", "approver", "user"], list[str]] = Field(
-        default={"admin": ["dbward-admins"], "auditor": ["auditors"]},
-        description="role -> the groups whose members have it",
+        default={"admin": ["dbward-admins"], "auditor": ["auditors"], "approver": ["approvers"]},
+        description="role -> the groups whose members have it (everyone signed in is a user)",
     )
+    console: ConsoleConfig | None = None
 
 
 class PolicyConfig(_Model):

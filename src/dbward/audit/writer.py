@@ -96,6 +96,11 @@ class AuditWriter:
         self._thread.start()
 
     @property
+    def pending(self) -> int:
+        """Records journalled and not yet stored (held in memory)."""
+        return len(self._queue)
+
+    @property
     def store_ok(self) -> bool:
         """False while the store cannot be written: the last write failed, or the one in
         progress has hung for ``stall_seconds`` (a server that stopped answering)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,15 @@ def cli() -> None:
     """dbward: identity-aware access proxy for databases."""
 
 
+def _metrics_folder(state_dir: Path) -> None:
+    """Where every worker keeps its Prometheus counts (``dbward.metrics``): emptied at each
+    start, and named before prometheus_client is imported (it reads the name then)."""
+    folder = state_dir / "metrics"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
 @cli.command()
 @config_option
 @click.option("--log-level", default="info", show_default=True)
@@ -56,6 +67,7 @@ def serve(config_path: Path | None, log_level: str, workers: int | None) -> None
         return
     if workers is not None:
         config = config.model_copy(update={"workers": workers})
+    _metrics_folder(config.state_dir)
     from dbward.proxy.workers import run
 
     try:

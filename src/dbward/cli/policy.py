@@ -13,10 +13,11 @@ from rich.console import Console
 from dbward.errors import DbwardError
 from dbward.identity.models import IdentityKind
 from dbward.policy.decide import Decision, Subject, decide
+from dbward.policy.explain import explain
 from dbward.policy.loader import default_policy, load_policy
 from dbward.policy.masking import preview
 from dbward.policy.model import Policy
-from dbward.sql.facts import Analysis, StatementFacts
+from dbward.sql.facts import Analysis
 from dbward.sql.session import DEFAULT_SEARCH_PATH, SqlSession, parse_search_path
 
 out = Console()
@@ -126,49 +127,13 @@ def policy_test(
     masking = preview(loaded, subject, analysis)
     if as_json:
         click.echo(
-            json.dumps({**_as_json(subject, decision, analysis), "masking": masking}, indent=2)
+            json.dumps({**explain(subject, decision, analysis), "masking": masking}, indent=2)
         )
     else:
         _print(subject, decision, analysis, str(path) if path else "built-in guardrails")
         _print_masking(masking)
     if expect is not None and decision.action.value != expect:
         raise SystemExit(1)
-
-
-def _facts_json(facts: StatementFacts) -> dict[str, Any]:
-    return {
-        "command": facts.command,
-        "kind": facts.kind.value,
-        "reads": [str(r) for r in facts.reads],
-        "writes": [str(r) for r in facts.writes],
-        "columns": [str(c) for c in facts.columns],
-        "functions": list(facts.functions),
-        "risks": sorted(r.value for r in facts.risks),
-        "where": facts.where,
-    }
-
-
-def _as_json(subject: Subject, decision: Decision, analysis: Analysis) -> dict[str, Any]:
-    return {
-        "decision": decision.action.value,
-        "rule": decision.rule,
-        "message": decision.message,
-        "hint": decision.hint,
-        "statement": decision.statement,
-        "approvers": {"groups": list(decision.approver_groups), "quorum": decision.quorum}
-        if decision.approver_groups
-        else None,
-        "max_rows": decision.max_rows,
-        "subject": {
-            "identity": subject.identity,
-            "groups": list(subject.groups),
-            "kind": subject.identity_kind.value,
-            "connection": subject.connection,
-            "environment": subject.environment,
-        },
-        "parse_error": analysis.error,
-        "statements": [_facts_json(f) for f in analysis.statements],
-    }
 
 
 _COLOURS = {"allow": "green", "deny": "red", "review": "yellow"}

@@ -9,6 +9,7 @@ and the identical statement may be run again once approved.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -16,6 +17,7 @@ from dbward.approvals.requests import ApprovalRequest, Status, fingerprint
 from dbward.approvals.service import ApprovalService
 from dbward.codec.pg.backend import NoticeResponse
 from dbward.identity.models import Identity
+from dbward.metrics import APPROVAL_LATENCY
 from dbward.policy.decide import Decision, Subject
 from dbward.policy.model import Action
 from dbward.proxy.approval_watch import ApprovalWatcher
@@ -134,6 +136,8 @@ async def decide_held(
     )
     tell_client(_waiting_notice(request, wait))
     answered = await watcher.wait(request.id, wait)
+    if answered is not None:
+        APPROVAL_LATENCY.observe(max(0.0, time.time() - request.created))
     if answered is None:
         return refused(
             decision,

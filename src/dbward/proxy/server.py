@@ -24,6 +24,7 @@ from dbward.errors import DbwardError
 from dbward.identity.authenticator import Authenticator
 from dbward.identity.tokens import TokenStore
 from dbward.keyring import load_keyring
+from dbward.metrics import AUDIT_PENDING
 from dbward.proxy.approval_watch import ApprovalWatcher
 from dbward.proxy.cancel import CancelRegistry, serve_cancel_socket
 from dbward.proxy.catalog import Catalogs
@@ -141,6 +142,12 @@ class Server:
             self._tasks_background.add(watcher)
         if self.worker == 0 and self.ctx.approvals is not None:
             self._tasks_background.add(loop.create_task(self.ctx.approvals.watch(2.0)))
+        self._tasks_background.add(loop.create_task(self._report_audit_lag()))
+
+    async def _report_audit_lag(self) -> None:
+        while True:
+            AUDIT_PENDING.set(self.ctx.audit.pending)
+            await asyncio.sleep(1.0)
 
     async def _start_api(self) -> None:
         from dbward.web.app import api_server

@@ -31,6 +31,7 @@ from dbward.identity.attribution import from_statement, merged
 from dbward.masking.copy import CopyOptions, copy_options
 from dbward.masking.plan import Field
 from dbward.masking.rows import MaskStats
+from dbward.metrics import BY_DECISION, CONNECTIONS, MASKED_VALUES
 from dbward.policy.decide import Decision, Subject
 from dbward.policy.model import Action
 from dbward.proxy.cancel import cancel_upstream
@@ -167,6 +168,7 @@ class Session:
 
     def _finish(self, reason: str) -> None:
         assert self.established is not None
+        CONNECTIONS.dec()
         for unwatch in self._unwatch:
             unwatch()
         if self._deciding is not None:  # the client left while its statement was held
@@ -233,6 +235,7 @@ class Session:
         )
         upstream.relay_to(self._guarded(self._from_upstream))
         self.client.relay_to(self._guarded(self._from_client))
+        CONNECTIONS.inc()
         watcher = self.ctx.watcher
         if watcher is not None:
             self._unwatch = [
@@ -763,6 +766,7 @@ class Session:
             data["agent"] = agent
         if done.prepared_name:
             data["prepared"] = done.prepared_name
+        BY_DECISION[decision.action.value if decision is not None else "none"].inc()
         if decision is not None:
             data["decision"] = decision.action.value
             data["rule"] = decision.rule
@@ -774,6 +778,7 @@ class Session:
             data["withheld_rows"] = done.withheld
         if done.masked is not None and done.masked.settle().values:
             data["masked"] = done.masked.summary()
+            MASKED_VALUES.inc(done.masked.values)
         if done.sqlstate:
             data["sqlstate"] = done.sqlstate
             data["error"] = done.error

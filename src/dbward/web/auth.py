@@ -7,6 +7,7 @@ Roles come from the configuration (``api.roles``): ``auditor`` reads the trail,
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
@@ -17,17 +18,41 @@ from dbward.identity.authenticator import Authenticator
 from dbward.identity.models import Identity
 from dbward.identity.oidc import looks_like_jwt
 from dbward.identity.tokens import TOKEN_PREFIX, TokenStore
+from dbward.web.console_auth import SESSION_COOKIE, ConsoleLogins
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
     identity: Identity
     roles: frozenset[str]
+    csrf: str | None = None  # a console session's CSRF token (None: a bearer token)
 
 
 def roles_of(identity: Identity, config: ApiConfig) -> frozenset[str]:
+    """The identity's roles: ``user`` for everyone signed in, the rest by group."""
     groups = set(identity.groups)
-    return frozenset(role for role, members in config.roles.items() if groups & set(members))
+    granted = {role for role, members in config.roles.items() if groups & set(members)}
+    return frozenset({"user", *granted})
+
+
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def from_session(
+    request: Request, logins: ConsoleLogins | None, config: ApiConfig
+) -> Caller | None:
+    """The console session behind the request's cookie, with its CSRF token checked on
+    every request that changes state; None when there is no session cookie."""
+    if logins is None or SESSION_COOKIE not in request.cookies:
+        return None
+    session = logins.get(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        raise HTTPException(401, "the console session ended: sign in again at /console/login")
+    if request.method not in _SAFE:
+        sent = request.headers.get("x-csrf-token", "")
+        if not sent or not hmac.compare_digest(sent, session.csrf):
+            raise HTTPException(403, "missing or wrong CSRF token (X-CSRF-Token)")
+    return Caller(session.identity, roles_of(session.identity, config), session.csrf)
 
 
 async def authenticate(
@@ -35,10 +60,15 @@ async def authenticate(
     tokens: TokenStore | None,
     config: ApiConfig,
     authenticator: Authenticator | None = None,
+    logins: ConsoleLogins | None = None,
 ) -> Caller:
-    """The caller behind the bearer token: a dbward token, or an ID token from a configured
-    OpenID Connect provider (what ``dbward login`` keeps)."""
+    """The caller: a console session (cookie), or the bearer token's identity: a dbward
+    token, or an ID token from a configured OpenID Connect provider (``dbward login``)."""
     header = request.headers.get("authorization", "")
+    if not header:
+        by_cookie = from_session(request, logins, config)
+        if by_cookie is not None:
+            return by_cookie
     scheme, _, credential = header.partition(" ")
     credential = credential.strip()
     if scheme.lower() != "bearer" or not credential:
