@@ -7,6 +7,7 @@ the session's CSRF token; the live activity page is the only script.
 """
 
 import asyncio
+import datetime
 import hmac
 from collections.abc import Callable
 from pathlib import Path
@@ -21,13 +22,14 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from dbward.approvals.requests import ApprovalError, Approver, Status
 from dbward.approvals.service import ApprovalService
 from dbward.audit.export import record_dict
-from dbward.audit.search import Search, search
+from dbward.audit.search import Search, search, split_table_column, touched_by, who_touched
 from dbward.audit.verify import verify_store
 from dbward.config import Config
 from dbward.errors import AuthenticationError, DbwardError
 from dbward.stores import open_audit_store
 from dbward.web.auth import roles_of
 from dbward.web.console_auth import LOGIN_COOKIE, SESSION_COOKIE, ConsoleLogins, ConsoleSession
+from dbward.web.ops_routes import dry_run
 from dbward.web.times import parse_time
 
 _templates = Environment(
@@ -35,6 +37,9 @@ _templates = Environment(
     autoescape=select_autoescape(["html", "j2"]),
 )
 _PAGE = 50
+_templates.filters["when"] = lambda ts: datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime(
+    "%Y-%m-%d %H:%M:%S"
+)
 
 
 def console_router(
@@ -290,7 +295,95 @@ def console_router(
         result = await asyncio.to_thread(_verify, config)
         return _page(session, "verify.html.j2", title="Chain verification", page="verify", **result)
 
+    @router.get("/lineage")
+    async def lineage_page(
+        request: Request, table: str = "", identity: str = "", since: str = ""
+    ) -> Response:
+        session = _session(request)
+        if session is None:
+            return _sign_in(request)
+        _auditor(session)
+        try:
+            start = parse_time(since) if since else None
+        except HTTPException as exc:
+            return _page(session, "lineage.html.j2", title="Lineage", page="lineage",
+                         error=str(exc.detail))  # fmt: skip
+        found = await asyncio.to_thread(_lineage, config, table, identity, start)
+        return _page(
+            session,
+            "lineage.html.j2",
+            title="Lineage",
+            page="lineage",
+            table=table,
+            asked=identity,
+            since=since,
+            **found,
+        )
+
+    @router.get("/policy")
+    async def policy_page(request: Request) -> Response:
+        session = _session(request)
+        if session is None:
+            return _sign_in(request)
+        return _policy_page(session)
+
+    @router.post("/policy")
+    async def policy_dry_run(
+        request: Request,
+        csrf: Annotated[str, Form()] = "",
+        sql: Annotated[str, Form()] = "",
+        connection: Annotated[str, Form()] = "",
+    ) -> Response:
+        session = _session(request)
+        if session is None:
+            return _sign_in(request)
+        _check_csrf(session, csrf)
+        return _policy_page(session, sql=sql, connection=connection)
+
+    def _policy_page(session: ConsoleSession, sql: str = "", connection: str = "") -> Response:
+        if not roles_of(session.identity, config.api) & {"auditor", "admin", "approver"}:
+            raise HTTPException(403, f"{session.identity.name} needs the approver or auditor role")
+        result = None
+        if sql.strip() and connection in config.connections:
+            result = dry_run(config, session.identity, connection, sql)
+        path = config.policy.file
+        return _page(
+            session,
+            "policy.html.j2",
+            title="Policy",
+            page="policy",
+            connections=sorted(config.connections),
+            connection=connection,
+            sql=sql,
+            result=result,
+            source=path.name if path is not None else "built-in guardrails",
+            text=path.read_text(encoding="utf-8") if path is not None else "",
+        )
+
+    @router.get("/evidence")
+    async def evidence_page(request: Request) -> Response:
+        session = _session(request)
+        if session is None:
+            return _sign_in(request)
+        _auditor(session)
+        return _page(session, "evidence.html.j2", title="Evidence report", page="evidence")
+
     return router
+
+
+def _lineage(config: Config, table: str, identity: str, since: float | None) -> dict[str, Any]:
+    db = open_audit_store(config)
+    try:
+        touched: list[Any] = []
+        by: list[Any] = []
+        if table:
+            relation, column = split_table_column(db, table)
+            touched = who_touched(db, relation, column, since=since)
+        if identity:
+            by = touched_by(db, identity, since=since)
+        return {"touched": touched, "by": by}
+    finally:
+        db.close()
 
 
 def console_static() -> StaticFiles:

@@ -24,7 +24,7 @@ from dbward.audit.signing import Signer
 from dbward.audit.store import AuditStore
 from dbward.config import Config
 from dbward.errors import DbwardError
-from dbward.identity.models import IdentityKind
+from dbward.identity.models import Identity, IdentityKind
 from dbward.identity.tokens import TokenStore, parse_ttl
 from dbward.policy.decide import Subject, decide
 from dbward.policy.explain import explain
@@ -187,23 +187,15 @@ def ops_router(
         if as_someone_else:
             require(who, "auditor", "approver")
         identity = who.identity
-        subject = Subject(
-            body.identity or identity.name,
-            tuple(body.groups) if body.groups is not None else identity.groups,
-            body.kind or identity.kind,
+        return dry_run(
+            config,
+            identity,
             body.connection,
-            connection.environment,
+            body.sql,
+            name=body.identity,
+            groups=tuple(body.groups) if body.groups is not None else None,
+            kind=body.kind,
         )
-        try:
-            loaded = _policy()
-        except DbwardError as exc:
-            raise HTTPException(409, exc.message) from None
-        analysis = SqlSession(DEFAULT_SEARCH_PATH).analyze(body.sql)
-        decision = decide(loaded, subject, analysis)
-        return {
-            **explain(subject, decision, analysis),
-            "masking": preview(loaded, subject, analysis),
-        }
 
     @router.get("/tokens", tags=["tokens"], summary="dbward tokens (never their secrets)")
     def token_list(who: Who) -> dict[str, Any]:
@@ -342,6 +334,36 @@ def ops_router(
         )
 
     return router
+
+
+def dry_run(
+    config: Config,
+    identity: Identity,
+    connection: str,
+    sql: str,
+    *,
+    name: str | None = None,
+    groups: tuple[str, ...] | None = None,
+    kind: IdentityKind | None = None,
+) -> dict[str, Any]:
+    """What the policy in force would decide on ``sql`` (and mask), for ``identity`` or
+    the identity the other arguments describe."""
+    settings = config.connections[connection]
+    subject = Subject(
+        name or identity.name,
+        groups if groups is not None else identity.groups,
+        kind or identity.kind,
+        connection,
+        settings.environment,
+    )
+    try:
+        path = config.policy.file
+        loaded = load_policy(path) if path is not None else default_policy()
+    except DbwardError as exc:
+        raise HTTPException(409, exc.message) from None
+    analysis = SqlSession(DEFAULT_SEARCH_PATH).analyze(sql)
+    decision = decide(loaded, subject, analysis)
+    return {**explain(subject, decision, analysis), "masking": preview(loaded, subject, analysis)}
 
 
 def _evidence(
