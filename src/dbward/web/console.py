@@ -124,7 +124,9 @@ def console_router(
         if session is not None:
             _check_csrf(session, csrf)
             logins.close(session.id)
-        answer = RedirectResponse("/console/login", status_code=303)
+        # A page of our own, not a redirect to the provider (which the CSP's form-action
+        # would stop, and whose own session would sign the person straight back in).
+        answer = HTMLResponse(_templates.get_template("signed_out.html.j2").render())
         answer.delete_cookie(SESSION_COOKIE, path="/")
         return answer
 
@@ -270,9 +272,11 @@ def console_router(
         )
         found = await asyncio.to_thread(_search, config, query)
         kept = {k: v for k, v in values.items() if v and k != "since"}
-        export = "".join(f"&{urlencode({k: v})}" for k, v in kept.items() if k != "table")
-        if since:
-            export += f"&{urlencode({'since': since})}"
+        # The export takes identity, table and the time range (not connection, decision or
+        # text); a signed bundle holds whole chain segments, so only the time range.
+        ranged = {"since": since} if since else {}
+        export = urlencode({k: values[k] for k in ("identity", "table") if values[k]} | ranged)
+        bundle = urlencode(ranged)
         more = urlencode({**kept, "before_id": found[0]["id"]}) if found else ""
         return _page(
             session,
@@ -282,6 +286,8 @@ def console_router(
             q=values,
             records=list(reversed(found)),
             export=export,
+            bundle=bundle,
+            narrowed=any(values[k] for k in ("connection", "decision", "text")),
             more=more,
             next_before_id=found[0]["id"] if len(found) == _PAGE else None,
         )
