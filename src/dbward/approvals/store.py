@@ -32,6 +32,7 @@ from dbward.approvals.requests import ApprovalError, ApprovalRequest, Kind, Stat
 from dbward.errors import AuthenticationError, AuthorizationError
 from dbward.identity.authenticator import CREDENTIAL_PREFIX
 from dbward.identity.models import Identity, IdentityKind
+from dbward.identity.tokens import wal_mode
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS approval_requests (
@@ -393,8 +394,8 @@ class SqliteAccessStore(AccessStore):
         self._db = sqlite3.connect(
             path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
+        wal_mode(self._db)
         self._db.executescript(_TABLES.replace("DOUBLE PRECISION", "REAL"))
         path.chmod(0o600)
 

@@ -74,16 +74,35 @@ def format_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+_LONGEST = 100 * 365 * 86400  # seconds: a century is longer than anything here means
+
+
 def parse_ttl(text: str) -> float:
-    """Seconds in ``30d``, ``12h``, ``90m``, ``3600s``, ``2w`` or plain ``3600``."""
+    """Seconds in ``30d``, ``12h``, ``90m``, ``3600s``, ``2w`` or plain ``3600`` (at most
+    a hundred years)."""
     match = _TTL.fullmatch(text.strip().lower())
     seconds = float(match[1]) * _UNITS[match[2]] if match else 0.0
-    if seconds <= 0:
+    if not 0 < seconds <= _LONGEST:
         raise ValueError(
-            f"invalid time to live {text!r}: give a positive number with a unit, "
-            "like 30d, 12h, 90m, 3600s or 2w (plain numbers are seconds)"
+            f"invalid length of time {text!r}: give a positive number with a unit, "
+            "like 30d, 12h, 90m, 3600s or 2w (plain numbers are seconds), at most 100 years"
         )
     return seconds
+
+
+def wal_mode(db: sqlite3.Connection, *, patience: float = 10.0) -> None:
+    """Switch ``db`` to WAL. SQLite answers "database is locked" at once (ignoring the busy
+    timeout) while another process writes, as sibling workers do when they start together;
+    so this tries again for up to ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _digest(token: str) -> str:
@@ -145,7 +164,7 @@ class TokenStore:
             raise TokenStoreError(f"cannot open the token store {path}: {reason}") from exc
         try:
             self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            wal_mode(self._db)
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:

@@ -22,11 +22,12 @@ import uvloop
 from dbward.audit.writer import recover_journals
 from dbward.config import Config
 from dbward.errors import DbwardError
+from dbward.identity.tokens import TokenStore
 from dbward.keyring import load_keyring
 from dbward.policy.loader import load_policy
 from dbward.proxy.server import serve
 from dbward.proxy.tls import server_context
-from dbward.stores import open_audit_store
+from dbward.stores import open_access_store, open_audit_store
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ def run(config: Config) -> int:
     for listener in config.listeners:
         server_context(listener.tls, config.state_dir)  # generate shared TLS material once
     load_keyring(config.state_dir)  # created once, before the workers share it
+    open_access_store(config).close()  # the approvals store's tables, made once
+    if config.identity.tokens:
+        TokenStore(config.tokens_path).close()
     children: dict[int, int] = {}
     for worker in range(config.workers):
         pid = os.fork()

@@ -101,16 +101,24 @@ def analyze(text: str, *, shape: str | None = None) -> Analysis:
             shape = parser.normalize(text)
     except parser.ParseError as exc:
         return Analysis("", (), error=_parse_error(exc))
+    except RecursionError:
+        return Analysis("", (), error=_TOO_DEEP)
     temp: set[str] = set()
     parts: list[StatementFacts] = []
     cacheable = True
-    for raw in tree.get("stmts", ()):
-        node_type, stmt = next(iter(raw["stmt"].items()))
-        builder = statement_facts(node_type, stmt, temp)
-        if node_type in _LITERAL_DEPENDENT:
-            cacheable = False
-        parts.append(builder.build())
+    try:
+        for raw in tree.get("stmts", ()):
+            node_type, stmt = next(iter(raw["stmt"].items()))
+            builder = statement_facts(node_type, stmt, temp)
+            if node_type in _LITERAL_DEPENDENT:
+                cacheable = False
+            parts.append(builder.build())
+    except RecursionError:  # refused, as anything dbward cannot see through is
+        return Analysis("", (), error=_TOO_DEEP)
     return Analysis(shape, tuple(parts), cacheable=cacheable)
+
+
+_TOO_DEEP = "the statement is nested too deeply for dbward to analyse"
 
 
 def _parse_error(exc: Exception) -> str:

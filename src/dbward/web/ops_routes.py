@@ -183,7 +183,9 @@ def ops_router(
         connection = config.connections.get(body.connection)
         if connection is None:
             raise HTTPException(404, f"no connection named {body.connection!r} is configured")
-        as_someone_else = body.identity is not None or body.groups is not None
+        as_someone_else = (
+            body.identity is not None or body.groups is not None or body.kind is not None
+        )
         if as_someone_else:
             require(who, "auditor", "approver")
         identity = who.identity
