@@ -681,7 +681,7 @@ def test_refused_requests_through_the_api(
             ["--role", "root", "--reason", "x"],
             "the dbward API refused (409): connection 'app' has no access role 'root'",
         ),
-        (["--role", "read", "--duration", "soon", "--reason", "x"], "invalid time to live"),
+        (["--role", "read", "--duration", "soon", "--reason", "x"], "invalid length of time"),
     ],
     ids=["too-long", "no-reason", "unknown-role", "bad-duration"],
 )

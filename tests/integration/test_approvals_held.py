@@ -478,7 +478,7 @@ def test_api_visibility(lab: Lab) -> None:
         assert status == 200
         assert request["id"] not in [r["id"] for r in body["requests"]]
         status, body = lab.call("audrey", "GET", "/api/v1/me")
-        assert body["roles"] == ["auditor"]
+        assert body["roles"] == ["auditor", "user"]  # everyone signed in is a user
         lab.reject("bob", request["id"], "cleanup")
         finish(proc)
 

@@ -416,6 +416,14 @@ def test_search_and_export(auditor: Page, console: Console) -> None:
     page.fill("form.filters input[name=identity]", "alice")
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**/console/audit?identity=alice*")
+
+    def stored() -> bool:  # the record reaches the store a moment after psql has its answer
+        if marker in page.locator("#results tbody").inner_text():
+            return True
+        page.reload()
+        return False
+
+    wait_for(stored, timeout=15, what="the statement in the results")
     rows = page.locator("#results tbody tr")
     assert rows.count() > 0
     assert set(rows.locator("td:nth-child(3)").all_inner_texts()) == {"alice"}
@@ -438,11 +446,24 @@ def test_search_and_export(auditor: Page, console: Console) -> None:
     assert any(marker in (r["data"].get("statement") or "") for r in records)
 
 
+def shown_after_reloads(page: Page, url: str, rows: int) -> None:
+    """Open ``url`` until its results hold ``rows`` rows: a record reaches the store (which
+    the page reads) a moment after the client has its result."""
+
+    def probe() -> bool:
+        page.goto(url)
+        return page.locator("#results tbody tr").count() >= rows
+
+    wait_for(probe, timeout=15, what=f"{rows} result row(s) at {url}")
+
+
 def test_export_keeps_the_table_filter(auditor: Page, console: Console) -> None:
     page = auditor
     table = table_name("exported")
     console.sql(f"CREATE TABLE {table} (id int)", f"SELECT * FROM {table}", "SELECT 1")
-    page.goto(console.url("/console/audit?" + urllib.parse.urlencode({"table": table})))
+    shown_after_reloads(
+        page, console.url("/console/audit?" + urllib.parse.urlencode({"table": table})), 2
+    )
     shown = page.locator("#results tbody td.sql").all_inner_texts()
     assert shown
     assert all(table in text for text in shown), shown
@@ -504,7 +525,9 @@ def test_timeline_leaves_duration_empty_when_there_is_none(auditor: Page, consol
     page = auditor
     marker = table_name("duration")
     console.sql(f"SELECT '{marker}' AS marker")
-    page.goto(console.url("/console/audit?" + urllib.parse.urlencode({"text": marker})))
+    shown_after_reloads(
+        page, console.url("/console/audit?" + urllib.parse.urlencode({"text": marker})), 1
+    )
     page.locator("#results tbody tr", has_text=marker).locator("td:nth-child(5) a").click()
     page.wait_for_url("**/console/sessions/*")
     durations = {
