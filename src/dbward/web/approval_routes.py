@@ -17,7 +17,7 @@ from dbward.approvals.requests import ApprovalError, ApprovalRequest, Approver, 
 from dbward.approvals.service import ApprovalService
 from dbward.audit.events import AuditEvent, EventKind
 from dbward.config import Config
-from dbward.web.auth import Caller
+from dbward.web.auth import Caller, api_event
 
 _SEES_ALL = frozenset({"admin", "auditor"})
 
@@ -223,17 +223,8 @@ def approvals_router(
             service.store.issue_credential, who.identity, ask.connection, ttl
         )
         await asyncio.to_thread(service.store.saw, who.identity)
-        record(
-            AuditEvent(
-                EventKind.CREDENTIAL_ISSUED,
-                session_id="api",
-                identity=who.identity.name,
-                identity_kind=who.identity.kind.value,
-                target=ask.connection,
-                source="api",
-                data={"expires": expires, "provider": who.identity.provider},
-            )
-        )
+        issued = {"expires": expires, "provider": who.identity.provider}
+        record(api_event(who, EventKind.CREDENTIAL_ISSUED, issued, ask.connection))
         listener = config.listeners[0]
         host = None if listener.host in ("0.0.0.0", "::", "") else listener.host  # noqa: S104
         return {

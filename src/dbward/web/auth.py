@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import HTTPException, Request
 
+from dbward.audit.events import AuditEvent, EventKind
 from dbward.config import ApiConfig
 from dbward.errors import AuthenticationError, AuthorizationError
 from dbward.identity.authenticator import Authenticator
@@ -94,6 +96,22 @@ async def authenticate(
             401, exc.message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
         ) from None
     return Caller(identity, roles_of(identity, config))
+
+
+def api_event(
+    who: Caller, kind: EventKind, data: dict[str, Any], target: str | None = None
+) -> AuditEvent:
+    """An action taken through the API, by ``who``, for the audit trail."""
+    identity = who.identity
+    return AuditEvent(
+        kind,
+        session_id="api",
+        identity=identity.name,
+        identity_kind=identity.kind.value,
+        target=target,
+        source="api",
+        data=data,
+    )
 
 
 def require(caller: Caller, *roles: str) -> None:

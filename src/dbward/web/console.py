@@ -11,7 +11,7 @@ import datetime
 import hmac
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -196,23 +196,15 @@ def console_router(
             f"/console/approvals?{urlencode({'notice': notice})}", status_code=303
         )
 
-    @router.post("/approvals/{request_id}/approve")
-    async def approve(
+    @router.post("/approvals/{request_id}/{verdict}")
+    async def vote(
         request: Request,
         request_id: str,
+        verdict: Literal["approve", "reject"],
         csrf: Annotated[str, Form()] = "",
         reason: Annotated[str, Form()] = "",
     ) -> Response:
-        return await _vote(request, request_id, True, reason, csrf)
-
-    @router.post("/approvals/{request_id}/reject")
-    async def reject(
-        request: Request,
-        request_id: str,
-        csrf: Annotated[str, Form()] = "",
-        reason: Annotated[str, Form()] = "",
-    ) -> Response:
-        return await _vote(request, request_id, False, reason, csrf)
+        return await _vote(request, request_id, verdict == "approve", reason, csrf)
 
     @router.get("/sessions/{session_id}")
     async def session_page(

@@ -32,7 +32,7 @@ from dbward.policy.loader import default_policy, load_policy, parse_policy
 from dbward.policy.masking import preview
 from dbward.sql.session import DEFAULT_SEARCH_PATH, SqlSession
 from dbward.stores import open_audit_store
-from dbward.web.auth import Caller, require
+from dbward.web.auth import Caller, api_event, require
 from dbward.web.times import parse_time
 
 _LIVE_WINDOW = 24 * 3600  # seconds back a session may have started and still be live
@@ -231,22 +231,14 @@ def ops_router(
             secret, made = _tokens().create(body.name, IdentityKind(body.kind), body.groups, ttl)
         except (DbwardError, ValueError) as exc:
             raise HTTPException(409, getattr(exc, "message", str(exc))) from None
-        record(
-            AuditEvent(
-                EventKind.TOKEN_CREATED,
-                session_id="api",
-                identity=who.identity.name,
-                identity_kind=who.identity.kind.value,
-                source="api",
-                data={
-                    "token": made.id,
-                    "name": made.name,
-                    "kind": body.kind,
-                    "groups": list(made.groups),
-                    "expires": made.expires_at,
-                },
-            )
-        )
+        created = {
+            "token": made.id,
+            "name": made.name,
+            "kind": body.kind,
+            "groups": list(made.groups),
+            "expires": made.expires_at,
+        }
+        record(api_event(who, EventKind.TOKEN_CREATED, created))
         return {"id": made.id, "name": made.name, "token": secret, "expires": made.expires_at}
 
     @router.delete("/tokens/{name_or_id}", tags=["tokens"], summary="Revoke a token")
@@ -256,16 +248,7 @@ def ops_router(
             gone = _tokens().revoke(name_or_id)
         except DbwardError as exc:
             raise HTTPException(404, exc.message) from None
-        record(
-            AuditEvent(
-                EventKind.TOKEN_REVOKED,
-                session_id="api",
-                identity=who.identity.name,
-                identity_kind=who.identity.kind.value,
-                source="api",
-                data={"token": gone.id, "name": gone.name},
-            )
-        )
+        record(api_event(who, EventKind.TOKEN_REVOKED, {"token": gone.id, "name": gone.name}))
         return {"id": gone.id, "name": gone.name, "revoked": gone.revoked_at}
 
     @router.get(
