@@ -150,11 +150,16 @@ def console_router(
         )
 
     @router.get("/approvals")
-    async def approvals_page(request: Request, notice: str = "") -> Response:
+    async def approvals_page(request: Request, notice: str = "", offset: int = 0) -> Response:
         session = _session(request)
         if session is None:
             return _sign_in(request)
-        found = await asyncio.to_thread(approvals.store.list, status=(Status.PENDING,), limit=_PAGE)
+        offset = max(0, min(offset, 1_000_000))
+        found = await asyncio.to_thread(
+            approvals.store.list, status=(Status.PENDING,), limit=_PAGE + 1, offset=offset
+        )
+        more = len(found) > _PAGE
+        found = found[:_PAGE]
         me = Approver(session.identity.name, session.identity.groups)
         sees_all = bool(roles_of(session.identity, config.api) & {"auditor", "admin"})
         shown = []
@@ -169,6 +174,7 @@ def console_router(
             page="approvals",
             requests=shown,
             notice=notice,
+            next_offset=offset + _PAGE if more else None,
         )
 
     async def _vote(
