@@ -30,6 +30,7 @@ from dbward.policy.decide import Subject, decide
 from dbward.policy.explain import explain
 from dbward.policy.loader import default_policy, load_policy, parse_policy
 from dbward.policy.masking import preview
+from dbward.policy.model import Policy
 from dbward.sql.session import DEFAULT_SEARCH_PATH, SqlSession
 from dbward.stores import open_audit_store
 from dbward.web.auth import Caller, api_event, require
@@ -73,10 +74,6 @@ def ops_router(
             yield opened
         finally:
             opened.close()
-
-    def _policy() -> Any:
-        path = config.policy.file
-        return load_policy(path) if path is not None else default_policy()
 
     @router.get("/connections", tags=["connections"], summary="The configured connections")
     def connections(who: Who) -> dict[str, Any]:
@@ -157,10 +154,7 @@ def ops_router(
     @router.get("/policy", tags=["policy"], summary="The policy in force, as data")
     def policy_view(who: Who) -> dict[str, Any]:
         require(who, "auditor", "approver")
-        try:
-            loaded = _policy()
-        except DbwardError as exc:
-            raise HTTPException(409, exc.message) from None
+        loaded = _policy_in_force(config)
         source = config.policy.file
         text = source.read_text(encoding="utf-8") if source is not None else ""
         return {
@@ -321,6 +315,15 @@ def ops_router(
     return router
 
 
+def _policy_in_force(config: Config) -> Policy:
+    """The policy file as it reads now (the built-in guardrails without one); 409 if broken."""
+    path = config.policy.file
+    try:
+        return load_policy(path) if path is not None else default_policy()
+    except DbwardError as exc:
+        raise HTTPException(409, exc.message) from None
+
+
 def dry_run(
     config: Config,
     identity: Identity,
@@ -341,11 +344,7 @@ def dry_run(
         connection,
         settings.environment,
     )
-    try:
-        path = config.policy.file
-        loaded = load_policy(path) if path is not None else default_policy()
-    except DbwardError as exc:
-        raise HTTPException(409, exc.message) from None
+    loaded = _policy_in_force(config)
     analysis = SqlSession(DEFAULT_SEARCH_PATH).analyze(sql)
     decision = decide(loaded, subject, analysis)
     return {**explain(subject, decision, analysis), "masking": preview(loaded, subject, analysis)}
