@@ -251,6 +251,7 @@ def start_dbward(
         (tmp / "policy.yaml").write_text(text)
         config["policy"] = {"file": "policy.yaml", "reload_interval": 0.2}
     config.update(extra_config or {})
+    port = config["listeners"][0]["port"]  # extra_config may bring its own listeners
     config_path = tmp / "dbward.yaml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = tmp / "dbward.log"

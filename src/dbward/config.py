@@ -50,7 +50,18 @@ class ListenerTls(_Model):
 class Listener(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=6432, ge=0, le=65535)
-    protocol: Literal["postgres"] = "postgres"
+    protocol: Literal["postgres", "mysql"] = Field(
+        default="postgres",
+        description="the wire protocol clients speak here; a mysql listener serves "
+        "connections whose engine is mysql (MySQL or MariaDB)",
+    )
+    server_version: str | None = Field(
+        default=None,
+        pattern=r"^[0-9][!-~]{0,59}$",
+        description="mysql: the server version clients are told in the greeting, before "
+        "dbward knows which upstream they want; default: the first mysql connection's own "
+        "(read from its greeting), so clients pick the right dialect and collations",
+    )
     tls: ListenerTls = ListenerTls()
     require_tls: bool = Field(
         default=True,
@@ -113,14 +124,24 @@ class AccessConfig(_Model):
 
 
 class Connection(_Model):
+    engine: Literal["postgres", "mysql"] = Field(
+        default="postgres", description="postgres, or mysql for MySQL and MariaDB"
+    )
     environment: str = "development"
     host: str = "127.0.0.1"
-    port: int = Field(default=5432, ge=1, le=65535)
+    port: int = Field(default=5432, ge=1, le=65535, description="default 5432, or 3306 for mysql")
     database: str
     credentials: Credentials
     tls: UpstreamTls = UpstreamTls()
     connect_timeout: float = Field(default=10.0, gt=0)
     access: AccessConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_port(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("engine") == "mysql" and "port" not in data:
+            return {**data, "port": 3306}
+        return data
 
 
 class OidcProvider(_Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dbward.approvals.service import ApprovalService
 from dbward.audit.writer import AuditWriter
@@ -32,3 +33,6 @@ class ProxyContext:
     # session id -> what cancels the statement it holds for approval (a CancelRequest)
     held: dict[str, Callable[[], None]] = field(default_factory=dict)
     watcher: ApprovalWatcher | None = None
+    # MySQL: the connection id a client was greeted with -> its session (for KILL)
+    mysql_sessions: dict[int, Any] = field(default_factory=dict)
+    mysql_version: str | None = None  # the first MySQL upstream's, for greetings

@@ -9,10 +9,9 @@ CancelRequest is routed to the upstream backend behind the key it carries.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from dbward.approvals.requests import ApprovalRequest
 from dbward.audit.events import EventKind
@@ -40,6 +39,7 @@ from dbward.credentials import read_credentials
 from dbward.errors import AuthorizationError, DbwardError
 from dbward.identity.attribution import from_application_name, merged
 from dbward.identity.models import Identity
+from dbward.proxy.access import under_grant
 from dbward.proxy.cancel import CancelTarget, cancel_backend
 from dbward.proxy.connection import Conn
 from dbward.proxy.context import ProxyContext
@@ -171,6 +171,8 @@ class Handshake:
             raise SessionEnded from None
         self.recorder.identity = self.identity
         connection = self.ctx.config.connections.get(database)
+        if connection is not None and connection.engine != "postgres":
+            connection = None  # a MySQL connection is served by a mysql listener
         if connection is None:
             self._login_failed(
                 user,
@@ -215,36 +217,15 @@ class Handshake:
     async def _check_grant(self, user: str, database: str, access: AccessConfig) -> None:
         """Just-in-time access: connect only under a grant in force; its role's groups join
         the identity's for this session."""
-        identity = self.identity
-        assert identity is not None
-        service = self.ctx.approvals
-        grants = []
-        if service is not None:
-            try:
-                grants = await asyncio.to_thread(
-                    service.store.grants, identity.name, database, service.clock()
-                )
-            except Exception as exc:  # the store is down: no grant can be shown, fail closed
-                log.warning("session %s: cannot read grants: %s", self.recorder.session_id, exc)
-        if not grants:
-            roles = ", ".join(sorted(access.roles))
-            self._login_failed(
-                user,
-                AuthorizationError(
-                    f"connection {database!r} needs an access grant, and {identity.name} has "
-                    f"none in force; ask for one: dbward access request {database} --role "
-                    f"ROLE --duration 1h --reason '...' (roles: {roles})"
-                ),
+        assert self.identity is not None
+        try:
+            identity, self.grants = await under_grant(
+                self.ctx, self.identity, database, access, self.recorder.session_id
             )
-            raise SessionEnded
-        extra: list[str] = []
-        for g in grants:
-            spec = access.roles.get(g.role)
-            if spec is not None:
-                extra.extend(spec.groups or [g.role])
-        groups = tuple(dict.fromkeys((*identity.groups, *extra)))
-        self.identity = self.recorder.identity = replace(identity, groups=groups)
-        self.grants = tuple(grants)
+        except AuthorizationError as exc:
+            self._login_failed(user, exc)
+            raise SessionEnded from None
+        self.identity = self.recorder.identity = identity
 
     def _upstream_app_name(self, client_app: str) -> str:
         assert self.identity is not None

@@ -107,7 +107,7 @@ async def decide_held(
     subject: Subject,
     session: str,
     wait: float,
-    tell_client: Callable[[bytes], None],
+    tell_client: Callable[[bytes], None] | None,
 ) -> Decision:
     """What stands for ``held`` once approvers have answered, or ``wait`` has passed."""
     decision = held.decision
@@ -134,7 +134,8 @@ async def decide_held(
         message=decision.message,
         session=session,
     )
-    tell_client(_waiting_notice(request, wait))
+    if tell_client is not None:  # PostgreSQL: a NOTICE with the request id
+        tell_client(_waiting_notice(request, wait))
     answered = await watcher.wait(request.id, wait)
     if answered is not None:
         APPROVAL_LATENCY.observe(max(0.0, time.time() - request.created))

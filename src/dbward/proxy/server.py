@@ -30,6 +30,7 @@ from dbward.proxy.cancel import CancelRegistry, serve_cancel_socket
 from dbward.proxy.catalog import Catalogs
 from dbward.proxy.connection import Conn
 from dbward.proxy.context import ProxyContext
+from dbward.proxy.mysql.session import MysqlSession
 from dbward.proxy.policy_source import PolicySource
 from dbward.proxy.session import Session
 from dbward.proxy.tls import server_context
@@ -94,7 +95,7 @@ class Server:
         self._tls = [
             server_context(listener.tls, config.state_dir) for listener in config.listeners
         ]
-        self.sessions: set[Session] = set()
+        self.sessions: set[Session | MysqlSession] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._tasks_background: set[asyncio.Task[None]] = set()
         self._servers: list[asyncio.Server] = []
@@ -197,7 +198,11 @@ class Server:
     async def _run_session(self, conn: Conn, listener: Listener, tls: ssl.SSLContext) -> None:
         await asyncio.sleep(0)  # let connection_made run before the session reads
         admit = len(self.sessions) < self.config.limits.max_connections
-        session = Session(self.ctx, conn, listener, tls, admit=admit)
+        session: Session | MysqlSession
+        if listener.protocol == "mysql":
+            session = MysqlSession(self.ctx, conn, listener, tls, admit=admit, worker=self.worker)
+        else:
+            session = Session(self.ctx, conn, listener, tls, admit=admit)
         self.sessions.add(session)
         try:
             await session.run()

@@ -1,0 +1,147 @@
+"""Rewriting MySQL result rows (text and binary protocol) as a :class:`ResultPlan` says.
+
+The values themselves go through the same :class:`RowMasker` as PostgreSQL's
+(same detectors, strategies, memo and counts). Text rows are length-encoded
+strings; binary rows carry integers and dates in fixed binary forms, which
+are masked through their text form and written back in their own type (or
+as NULL where the masked value does not fit).
+"""
+
+from __future__ import annotations
+
+import struct
+
+from dbward.codec.mysql.constants import DATE_TIME_TYPES, FIXED_SIZES, ColumnType
+from dbward.codec.mysql.results import (
+    ColumnDefinition,
+    binary_date_text,
+    binary_int,
+    binary_row_spans,
+    encode_binary_date,
+    encode_int,
+    set_null,
+    text_row_spans,
+)
+from dbward.codec.mysql.wire import lenenc_str
+from dbward.masking.plan import ColumnPlan
+from dbward.masking.rows import UNCHANGED, RowMasker
+
+T = ColumnType
+_INTS = frozenset({T.TINY, T.SHORT, T.LONG, T.INT24, T.LONGLONG})
+_NULL = object()  # the value becomes NULL
+
+
+class MysqlRowMasker:
+    """Masks the rows of one MySQL result set."""
+
+    __slots__ = ("_columns", "_count", "_masker", "_plans", "_types", "_unsigned", "binary")
+
+    def __init__(self, masker: RowMasker, columns: list[ColumnDefinition], *, binary: bool) -> None:
+        self._masker = masker
+        self._columns = columns
+        self._count = len(columns)
+        self._plans: list[ColumnPlan | None] = [None] * len(columns)
+        for plan in masker.plan.columns:
+            self._plans[plan.index] = plan
+        self._types = [c.type for c in columns]
+        self._unsigned = [c.unsigned for c in columns]
+        self.binary = binary
+
+    def rewrite(self, payload: bytes, start: int, end: int) -> bytes | None:
+        """The row at ``payload[start:end]`` masked, or None when nothing changed.
+
+        Raises :class:`~dbward.codec.mysql.errors.MysqlProtocolError` for a malformed row.
+        """
+        if self.binary:
+            return self._binary(payload, start, end)
+        spans = text_row_spans(payload, start, end, self._count)
+        edits: list[tuple[int, int, bytes]] = []
+        mask = self._masker.mask_value
+        for index, plan in enumerate(self._plans):
+            if plan is None:
+                continue
+            field_start, value_start, value_end = spans[index]
+            if value_start < 0:
+                continue
+            masked = mask(plan, payload[value_start:value_end])
+            if masked is UNCHANGED:
+                continue
+            new = b"\xfb" if masked is None else lenenc_str(masked)  # type: ignore[arg-type]
+            edits.append((field_start, value_end, new))
+        return _splice(payload, start, end, edits) if edits else None
+
+    def _binary(self, payload: bytes, start: int, end: int) -> bytes | None:
+        spans = binary_row_spans(payload, start, end, self._types)
+        edits: list[tuple[int, int, bytes]] = []
+        nulls: list[int] = []
+        for index, plan in enumerate(self._plans):
+            if plan is None:
+                continue
+            field_start, value_start, value_end = spans[index]
+            if value_start < 0:
+                continue
+            new = self._binary_value(plan, index, payload[value_start:value_end])
+            if new is None:
+                continue
+            if new is _NULL:
+                nulls.append(index)
+                edits.append((field_start, value_end, b""))
+            else:
+                if value_start != field_start:  # a length-encoded value
+                    new = lenenc_str(new)  # type: ignore[arg-type]
+                edits.append((field_start, value_end, new))  # type: ignore[arg-type]
+        if not edits:
+            return None
+        if nulls:
+            bitmap_len = (self._count + 9) // 8
+            bitmap = bytearray(payload[start + 1 : start + 1 + bitmap_len])
+            for index in nulls:
+                set_null(bitmap, index)
+            edits.insert(0, (start + 1, start + 1 + bitmap_len, bytes(bitmap)))
+        return _splice(payload, start, end, edits)
+
+    def _binary_value(self, plan: ColumnPlan, index: int, value: bytes) -> bytes | object | None:
+        """The new binary value, _NULL, or None when it stays."""
+        kind = self._types[index]
+        mask = self._masker.mask_value
+        if kind in _INTS:
+            unsigned = self._unsigned[index]
+            masked = mask(plan, str(binary_int(value, unsigned)).encode())
+            if masked is UNCHANGED:
+                return None
+            if not isinstance(masked, bytes):
+                return _NULL
+            try:
+                return encode_int(int(masked), len(value), unsigned)
+            except (ValueError, struct.error):
+                return _NULL
+        if kind in DATE_TIME_TYPES:
+            if kind in (T.TIME, T.TIME2) or not value or not value[0]:
+                return None if plan.entity is None else _NULL
+            masked = mask(plan, binary_date_text(value).encode())
+            if masked is UNCHANGED:
+                return None
+            if not isinstance(masked, bytes):
+                return _NULL
+            try:
+                text = masked.decode()
+                return encode_binary_date(text, kind not in (T.DATE, T.NEWDATE))
+            except (ValueError, UnicodeDecodeError):
+                return _NULL
+        if kind in FIXED_SIZES:  # floats, YEAR: nothing to detect; classified ones are NULL
+            return None if plan.entity is None else _NULL
+        masked = mask(plan, value)
+        if masked is UNCHANGED:
+            return None
+        return _NULL if masked is None else masked
+
+
+def _splice(payload: bytes, start: int, end: int, edits: list[tuple[int, int, bytes]]) -> bytes:
+    parts = []
+    cursor = start
+    for edit_start, edit_end, new in edits:
+        parts.append(payload[cursor:edit_start])
+        parts.append(new)
+        cursor = edit_end
+    parts.append(payload[cursor:end])
+    return b"".join(parts)
