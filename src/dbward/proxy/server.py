@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import ssl
 from contextlib import suppress
 from pathlib import Path
@@ -99,6 +100,8 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._tasks_background: set[asyncio.Task[None]] = set()
         self._servers: list[asyncio.Server] = []
+        self._mysql_sockets: list[socket.socket] = []  # MySQL listeners (raw accept)
+        self._accepting: set[asyncio.Task[None]] = set()
         self._cancel_server: asyncio.Server | None = None  # kept open while draining
         self._stopping = asyncio.Event()
         self._api: Any = None  # uvicorn's server, when api.enabled (worker 0)
@@ -113,23 +116,26 @@ class Server:
             await self._start_api()  # first: no SQL is accepted by a dbward that cannot start
         for listener, tls in zip(self.config.listeners, self._tls, strict=True):
             try:
-                server = await loop.create_server(
-                    lambda listener=listener, tls=tls: self._accept(listener, tls),  # type: ignore[misc]
-                    listener.host,
-                    listener.port,
-                    reuse_address=True,
-                    reuse_port=self.config.workers > 1,
-                    backlog=1024,
-                )
+                if listener.protocol == "mysql":
+                    sockets = [self._listen_mysql(listener, tls)]
+                else:
+                    server = await loop.create_server(
+                        lambda listener=listener, tls=tls: self._accept(listener, tls),  # type: ignore[misc]
+                        listener.host,
+                        listener.port,
+                        reuse_address=True,
+                        reuse_port=self.config.workers > 1,
+                        backlog=1024,
+                    )
+                    self._servers.append(server)
+                    sockets = list(server.sockets)
             except OSError as exc:
-                for started in self._servers:
-                    started.close()
+                self._close_listeners()
                 raise DbwardError(
                     f"cannot listen on {listener.host}:{listener.port}: "
                     f"{exc.strerror or exc} (is another dbward or server using the port?)"
                 ) from None
-            self._servers.append(server)
-            for sock in server.sockets:
+            for sock in sockets:
                 host, port = sock.getsockname()[:2]
                 self.addresses.append((host, port))
                 log.info(
@@ -188,6 +194,60 @@ class Server:
             self._api_error = str(exc)
             log.exception("the API stopped")
 
+    def _listen_mysql(self, listener: Listener, tls: ssl.SSLContext) -> socket.socket:
+        """A MySQL listener accepts raw sockets: the first packet is read before the event
+        loop's transport (and TLS) takes the socket over (see proxy/mysql/accept.py)."""
+        sock = socket.create_server(
+            (listener.host, listener.port),
+            backlog=1024,
+            reuse_port=self.config.workers > 1,
+        )
+        sock.setblocking(False)
+        self._mysql_sockets.append(sock)
+        task = asyncio.get_running_loop().create_task(self._accept_mysql(sock, listener, tls))
+        self._accepting.add(task)
+        return sock
+
+    async def _accept_mysql(
+        self, listening: socket.socket, listener: Listener, tls: ssl.SSLContext
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listening)
+            except OSError as exc:
+                if listening.fileno() < 0:
+                    return
+                log.warning("accepting a MySQL client failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            admit = len(self.sessions) < self.config.limits.max_connections
+            session = MysqlSession(self.ctx, sock, listener, tls, admit=admit, worker=self.worker)
+            task = loop.create_task(self._run(session))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, session: Session | MysqlSession) -> None:
+        self.sessions.add(session)
+        try:
+            await session.run()
+        except Exception:
+            log.exception("session %s failed", session.id)
+            if isinstance(session, MysqlSession):
+                session.sock.close()
+            else:
+                session.client.abort()
+        finally:
+            self.sessions.discard(session)
+
+    def _close_listeners(self) -> None:
+        for started in self._servers:
+            started.close()
+        for task in self._accepting:
+            task.cancel()
+        for sock in self._mysql_sockets:
+            sock.close()
+
     def _accept(self, listener: Listener, tls: ssl.SSLContext) -> Conn:
         conn = Conn()
         task = asyncio.get_running_loop().create_task(self._run_session(conn, listener, tls))
@@ -198,19 +258,7 @@ class Server:
     async def _run_session(self, conn: Conn, listener: Listener, tls: ssl.SSLContext) -> None:
         await asyncio.sleep(0)  # let connection_made run before the session reads
         admit = len(self.sessions) < self.config.limits.max_connections
-        session: Session | MysqlSession
-        if listener.protocol == "mysql":
-            session = MysqlSession(self.ctx, conn, listener, tls, admit=admit, worker=self.worker)
-        else:
-            session = Session(self.ctx, conn, listener, tls, admit=admit)
-        self.sessions.add(session)
-        try:
-            await session.run()
-        except Exception:
-            log.exception("session %s failed", session.id)
-            conn.abort()
-        finally:
-            self.sessions.discard(session)
+        await self._run(Session(self.ctx, conn, listener, tls, admit=admit))
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -230,8 +278,7 @@ class Server:
         log.info("stopping: draining %d session(s)", len(self.sessions))
         for task in self._tasks_background:
             task.cancel()
-        for server in self._servers:
-            server.close()
+        self._close_listeners()
         self.ctx.draining = True
         for session in list(self.sessions):
             session.drain()

@@ -77,6 +77,8 @@ class HandshakeV10:
         charset, status, plugin, mariadb = 45, 0, "mysql_native_password", 0
         auth_len = 0
         if pos < len(payload):
+            if pos + 16 > len(payload):
+                raise MysqlProtocolError("greeting ends inside its capability flags")
             charset = payload[pos]
             status = u16(payload, pos + 1)
             caps |= u16(payload, pos + 3) << 16

@@ -32,11 +32,14 @@ class Ok:
     warnings: int = 0
     info: str = ""
 
-    def encode(self, *, header: int = OK) -> bytes:
+    def encode(self, *, header: int = OK, capabilities: int = 0) -> bytes:
+        """The packet; ``capabilities`` as negotiated (the info string's form depends on
+        CLIENT_SESSION_TRACK)."""
         out = bytes((header,)) + lenenc_int(self.affected_rows) + lenenc_int(self.last_insert_id)
         out += p16(self.status) + p16(self.warnings)
         if self.info:
-            out += self.info.encode()
+            info = self.info.encode()
+            out += lenenc_str(info) if capabilities & Capability.SESSION_TRACK else info
         return out
 
     @classmethod
@@ -155,6 +158,8 @@ class ChangeUser:
                 raise MysqlProtocolError("COM_CHANGE_USER ends before its auth data")
             length = payload[pos]
             auth = payload[pos + 1 : pos + 1 + length]
+            if len(auth) != length:
+                raise MysqlProtocolError("COM_CHANGE_USER's auth data runs past the packet")
             pos += 1 + length
         else:
             auth, pos = read_nul_str(payload, pos)

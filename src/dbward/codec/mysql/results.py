@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
-from datetime import date, datetime
 
 from dbward.codec.mysql.constants import (
     BINARY_CHARSET,
@@ -211,17 +211,28 @@ def binary_date_text(value: bytes) -> str:
     return text
 
 
+_DATE_TEXT = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?)?")
+
+
 def encode_binary_date(text: str, with_time: bool) -> bytes:
-    """A DATE (or DATETIME) text value as a binary one (length byte first)."""
+    """A DATE (or DATETIME) text value as a binary one (length byte first). Zero and
+    partly zero dates, which MySQL allows, are kept as they are; raises ValueError for
+    text that is not a date."""
+    match = _DATE_TEXT.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a date: {text!r}")
+    year, month, day = (int(match.group(i)) for i in (1, 2, 3))
+    if month > 12 or day > 31:
+        raise ValueError(f"not a date: {text!r}")
+    hour, minute, second = (int(match.group(i) or 0) for i in (4, 5, 6))
+    micro = int((match.group(7) or "0").ljust(6, "0"))
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(f"not a time of day: {text!r}")
     if not with_time:
-        day = date.fromisoformat(text[:10])
-        return b"\x04" + struct.pack("<HBB", day.year, day.month, day.day)
-    moment = datetime.fromisoformat(text.replace("T", " ")[:26])
-    out = struct.pack(
-        "<HBBBBB", moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second
-    )
-    if moment.microsecond:
-        return b"\x0b" + out + struct.pack("<I", moment.microsecond)
+        return b"\x04" + struct.pack("<HBB", year, month, day)
+    out = struct.pack("<HBBBBB", year, month, day, hour, minute, second)
+    if micro:
+        return b"\x0b" + out + struct.pack("<I", micro)
     return b"\x07" + out
 
 

@@ -23,19 +23,20 @@ _DECISIONS_LIMIT = 2048
 
 
 class _SharedAnalyses:
-    """Analyses by (text, current database), in a bounded LRU shared by all sessions."""
+    """Analyses by (text, current database, string escapes), in a bounded LRU shared by
+    all sessions."""
 
     def __init__(self, capacity: int = _SHARED_LIMIT) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[tuple[str, str | None], Analysis] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str | None, bool], Analysis] = OrderedDict()
 
-    def analyze(self, text: str, database: str | None) -> Analysis:
-        key = (text, database)
+    def analyze(self, text: str, database: str | None, no_backslash_escapes: bool) -> Analysis:
+        key = (text, database, no_backslash_escapes)
         found = self._entries.get(key)
         if found is not None:
             self._entries.move_to_end(key)
             return found
-        analysis = analyze_mysql(text, database=database)
+        analysis = analyze_mysql(text, database=database, no_backslash_escapes=no_backslash_escapes)
         self._entries[key] = analysis
         if len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
@@ -57,12 +58,15 @@ class MysqlGuard:
         self.source = source
         self.subject = subject
         self.database = database
+        # The server's sql_mode NO_BACKSLASH_ESCAPES (from its status flags) changes where
+        # a string literal ends, so it changes what the text means.
+        self.no_backslash_escapes = False
         self._decisions: dict[int, tuple[Analysis, Policy, Decision]] = {}
         self._audit_ok = audit_ok
         self._audit_down = audit_unavailable(subject.environment or "")
 
     def analyze(self, text: str) -> Analysis:
-        return shared_analyses.analyze(text, self.database)
+        return shared_analyses.analyze(text, self.database, self.no_backslash_escapes)
 
     def check(self, text: str) -> tuple[Analysis, Decision]:
         """The analysis of ``text`` and the policy's decision on it (fail closed while the

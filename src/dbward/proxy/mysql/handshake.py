@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import ssl
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -71,25 +70,24 @@ def _nonce() -> bytes:
 
 
 class MysqlHandshake:
+    """Logs a client in, from its answer to the greeting (see :mod:`.accept`)."""
+
     def __init__(
         self,
         ctx: ProxyContext,
-        client: Conn,
         listener: Listener,
-        tls: ssl.SSLContext,
         recorder: SessionRecorder,
         connection_id: int,
         *,
         admit: bool = True,
     ) -> None:
         self.ctx = ctx
-        self.client = client
         self.listener = listener
-        self.tls = tls
         self.recorder = recorder
         self.admit = admit
         self.connection_id = connection_id
-        self.reader = PacketReader(client, max_payload=_MAX_LOGIN_PACKET, what="login packet")
+        self.client: Conn  # set by run()
+        self.reader: PacketReader
         self.upstream: MysqlUpstream | None = None
         self.identity: Identity | None = None
 
@@ -110,26 +108,25 @@ class MysqlHandshake:
                 return _FALLBACK_VERSION
         return ctx.mysql_version
 
-    async def run(self) -> MysqlEstablished:
-        nonce = _nonce()
-        greeting = HandshakeV10(
+    async def greeting(self) -> bytes:
+        """The server greeting (HandshakeV10) dbward sends first."""
+        return HandshakeV10(
             await self._version(),
             self.connection_id,
-            nonce,
+            _nonce(),
             SUPPORTED,
             charset=45,
             status=Status.AUTOCOMMIT,
             plugin=auth.NATIVE,
-        )
-        self.reader.send_first(greeting.encode())
+        ).encode()
+
+    async def run(self, client: Conn) -> MysqlEstablished:
+        """Log in the client greeted on ``client`` (already over TLS if it asked)."""
+        self.client = client
+        self.reader = PacketReader(client, max_payload=_MAX_LOGIN_PACKET, what="login packet")
         answer = HandshakeResponse41.decode(await self.reader.next())
         if isinstance(answer, SslRequest):
-            if self.reader.buffered:
-                raise MysqlProtocolError("client sent unencrypted data after requesting TLS")
-            await self.client.start_tls(self.tls, server_side=True)
-            answer = HandshakeResponse41.decode(await self.reader.next())
-            if isinstance(answer, SslRequest):
-                raise MysqlProtocolError("a second SSLRequest")
+            raise MysqlProtocolError("an SSLRequest after the connection was set up")
         return await self._login(answer)
 
     async def _login(self, hello: HandshakeResponse41) -> MysqlEstablished:

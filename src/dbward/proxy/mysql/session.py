@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 import ssl
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from typing import Any
 from dbward.approvals.requests import ApprovalRequest, Status
 from dbward.audit.events import EventKind
 from dbward.codec.mysql.constants import MAX_PACKET, Capability, Command
+from dbward.codec.mysql.constants import Status as ServerStatus
 from dbward.codec.mysql.errors import MysqlProtocolError
 from dbward.codec.mysql.framing import Frame, Framer, logical, packet, packets_needed
 from dbward.codec.mysql.packets import Err
@@ -38,6 +40,7 @@ from dbward.proxy.connection import Conn, ConnectionClosed
 from dbward.proxy.context import ProxyContext
 from dbward.proxy.masking import SessionMasking, statement_shape
 from dbward.proxy.mysql import errors as e
+from dbward.proxy.mysql.accept import open_client
 from dbward.proxy.mysql.commands import CommandDesk, Hold
 from dbward.proxy.mysql.guard import MysqlGuard
 from dbward.proxy.mysql.handshake import LoginEnded, MysqlEstablished, MysqlHandshake
@@ -56,6 +59,16 @@ _DROP = object()  # a packet not sent on (a row over the policy's max_rows)
 _next_id = 0
 
 
+def _peer(sock: socket.socket) -> str:
+    try:
+        address = sock.getpeername()
+    except OSError:
+        return "?"
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{address[0]}:{address[1]}"
+    return str(address or "local")
+
+
 def next_connection_id(worker: int) -> int:
     """A connection id for a greeting: unique in this process, tagged with the worker."""
     global _next_id
@@ -67,7 +80,7 @@ class MysqlSession:
     def __init__(
         self,
         ctx: ProxyContext,
-        client: Conn,
+        sock: socket.socket,
         listener: Listener,
         tls: ssl.SSLContext,
         *,
@@ -75,14 +88,16 @@ class MysqlSession:
         worker: int = 0,
     ) -> None:
         self.ctx = ctx
-        self.client = client
+        self.sock = sock
+        self.tls = tls
         self.id = secrets.token_hex(6)
         self.connection_id = next_connection_id(worker)
-        self.recorder = SessionRecorder(ctx.audit, self.id, client.peer())
+        self.recorder = SessionRecorder(ctx.audit, self.id, _peer(sock))
         self.handshake = MysqlHandshake(
-            ctx, client, listener, tls, self.recorder, self.connection_id, admit=admit
+            ctx, listener, self.recorder, self.connection_id, admit=admit
         )
         self.established: MysqlEstablished | None = None
+        self.client: Conn  # once greeted
         self._upstream: Conn
         self.pending: deque[Pending] = deque()
         self.prepared: dict[int, Prepared] = {}
@@ -99,14 +114,32 @@ class MysqlSession:
 
     async def run(self) -> None:
         handshake = self.handshake
+        limit = self.ctx.config.limits.startup_timeout
         try:
-            self.established = await asyncio.wait_for(
-                handshake.run(), self.ctx.config.limits.startup_timeout
+            greeting = await handshake.greeting()
+            self.client = await asyncio.wait_for(
+                open_client(
+                    self.sock,
+                    greeting,
+                    self.tls,
+                    max_packet=self.ctx.config.limits.max_startup_packet,
+                ),
+                limit,
             )
+        except (TimeoutError, MysqlProtocolError, ConnectionClosed, ssl.SSLError, OSError) as exc:
+            log.info(
+                "session %s from %s ended before login: %s",
+                self.id,
+                self.recorder.source,
+                getattr(exc, "message", None) or exc or type(exc).__name__,
+            )
+            self.sock.close()
+            return
+        try:
+            self.established = await asyncio.wait_for(handshake.run(self.client), limit)
         except LoginEnded:
             return
         except TimeoutError:
-            limit = self.ctx.config.limits.startup_timeout
             self._refuse_login(e.HANDSHAKE, "08S01", f"login did not finish within {limit:g} s")
             return
         except MysqlProtocolError as exc:
@@ -190,6 +223,9 @@ class MysqlSession:
         )
         self.masking = MysqlMasking(
             SessionMasking(self.ctx.policy, self.subject, self.ctx.keyring, None)
+        )
+        self.guard.no_backslash_escapes = bool(
+            established.upstream.status & ServerStatus.NO_BACKSLASH_ESCAPES
         )
         self.capabilities = established.capabilities
         self.deprecate_eof = bool(self.capabilities & Capability.DEPRECATE_EOF)
@@ -525,6 +561,11 @@ class MysqlSession:
     def _finished(self, pending: Pending) -> bool:
         """A command's answer is complete: its effects and record. False if the trail failed
         (the session is then ended)."""
+        response = pending.response
+        if response is not None and response.error is None:
+            self.guard.no_backslash_escapes = bool(
+                response.status & ServerStatus.NO_BACKSLASH_ESCAPES
+            )
         self.desk.answered(pending)
         if pending.audited and not self._record_statement(pending):
             self._audit_failed()

@@ -23,7 +23,7 @@ from dbward.codec.mysql.handshake import (
     HandshakeV10,
     SslRequest,
 )
-from dbward.codec.mysql.packets import Err
+from dbward.codec.mysql.packets import Err, Ok
 from dbward.config import Connection, TlsMode
 from dbward.credentials import UpstreamCredentials
 from dbward.errors import UpstreamError
@@ -42,6 +42,7 @@ class MysqlUpstream:
     conn: Conn
     greeting: HandshakeV10
     capabilities: int  # what the client and the server agreed, through dbward
+    status: int = 0  # the server status flags of its login OK
 
     @property
     def thread_id(self) -> int:
@@ -155,7 +156,7 @@ async def _start(
         if head == 0x00:
             if reader.buffered:
                 raise MysqlProtocolError("upstream sent data after its handshake OK")
-            return MysqlUpstream(conn, greeting, caps)
+            return MysqlUpstream(conn, greeting, caps, Ok.decode(answer, caps).status)
         if head == 0xFF:
             error = Err.decode(answer)
             raise UpstreamError(
