@@ -29,7 +29,8 @@ class _Side(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if peer is not None and peer.transport is not None:
-            peer.transport.write(data)
+            if not peer.transport.is_closing():
+                peer.transport.write(data)
         else:
             self.backlog.append(data)
 
@@ -61,10 +62,12 @@ async def _main(port: int, host: str, upstream_port: int) -> None:
                     client.transport.close()
                 return
             upstream.peer, client.peer = client, upstream
-            for chunk in client.backlog:
-                assert upstream.transport is not None
-                upstream.transport.write(chunk)
-            client.backlog.clear()
+            # Either side may have spoken first (MySQL servers greet before the client does).
+            for source, target in ((client, upstream), (upstream, client)):
+                if target.transport is not None and not target.transport.is_closing():
+                    for chunk in source.backlog:
+                        target.transport.write(chunk)
+                source.backlog.clear()
 
         task = loop.create_task(connect())
         connecting.add(task)

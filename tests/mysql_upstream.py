@@ -108,14 +108,7 @@ def start_mysql_dbward(
     extra = dict(extra_config or {})
     extra.setdefault(
         "listeners",
-        [
-            {
-                "host": "127.0.0.1",
-                "port": port,
-                "protocol": "mysql",
-                "server_version": "10.11.6-MariaDB-dbward",
-            }
-        ],
+        [{"host": "127.0.0.1", "port": port, "protocol": "mysql"}],
     )
     return start_dbward(
         tmp,

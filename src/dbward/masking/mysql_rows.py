@@ -9,7 +9,9 @@ as NULL where the masked value does not fit).
 
 from __future__ import annotations
 
+import json
 import struct
+from dataclasses import replace
 
 from dbward.codec.mysql.constants import DATE_TIME_TYPES, FIXED_SIZES, ColumnType
 from dbward.codec.mysql.results import (
@@ -25,24 +27,43 @@ from dbward.codec.mysql.results import (
 from dbward.codec.mysql.wire import lenenc_str
 from dbward.masking.plan import ColumnPlan
 from dbward.masking.rows import UNCHANGED, RowMasker
+from dbward.masking.types import Kind, column_type
 
 T = ColumnType
 _INTS = frozenset({T.TINY, T.SHORT, T.LONG, T.INT24, T.LONGLONG})
 _NULL = object()  # the value becomes NULL
 
 
+_JSON = column_type(114)
+
+
 class MysqlRowMasker:
     """Masks the rows of one MySQL result set."""
 
-    __slots__ = ("_columns", "_count", "_masker", "_plans", "_types", "_unsigned", "binary")
+    __slots__ = (
+        "_columns",
+        "_count",
+        "_json",
+        "_masker",
+        "_plans",
+        "_types",
+        "_unsigned",
+        "binary",
+    )
 
     def __init__(self, masker: RowMasker, columns: list[ColumnDefinition], *, binary: bool) -> None:
         self._masker = masker
         self._columns = columns
         self._count = len(columns)
         self._plans: list[ColumnPlan | None] = [None] * len(columns)
+        # Text columns scanned for PII whose values may be JSON documents (MariaDB's JSON
+        # type is LONGTEXT on the wire): a value that parses as JSON is scanned as JSON,
+        # so values under PII keys are masked and the document stays valid.
+        self._json: dict[int, ColumnPlan] = {}
         for plan in masker.plan.columns:
             self._plans[plan.index] = plan
+            if plan.scan and plan.ctype.kind is Kind.TEXT and not plan.ctype.array:
+                self._json[plan.index] = replace(plan, ctype=_JSON)
         self._types = [c.type for c in columns]
         self._unsigned = [c.unsigned for c in columns]
         self.binary = binary
@@ -56,19 +77,26 @@ class MysqlRowMasker:
             return self._binary(payload, start, end)
         spans = text_row_spans(payload, start, end, self._count)
         edits: list[tuple[int, int, bytes]] = []
-        mask = self._masker.mask_value
+        mask = self._mask_string
         for index, plan in enumerate(self._plans):
             if plan is None:
                 continue
             field_start, value_start, value_end = spans[index]
             if value_start < 0:
                 continue
-            masked = mask(plan, payload[value_start:value_end])
+            masked = mask(index, plan, payload[value_start:value_end])
             if masked is UNCHANGED:
                 continue
             new = b"\xfb" if masked is None else lenenc_str(masked)  # type: ignore[arg-type]
             edits.append((field_start, value_end, new))
         return _splice(payload, start, end, edits) if edits else None
+
+    def _mask_string(self, index: int, plan: ColumnPlan, value: bytes) -> bytes | object | None:
+        as_json = self._json.get(index)
+        if as_json is not None and value[:1] in (b"{", b"[") and _is_json(value):
+            masked = self._masker.scan_as(as_json, value)
+            return UNCHANGED if masked is None else masked
+        return self._masker.mask_value(plan, value)
 
     def _binary(self, payload: bytes, start: int, end: int) -> bytes | None:
         spans = binary_row_spans(payload, start, end, self._types)
@@ -130,10 +158,18 @@ class MysqlRowMasker:
                 return _NULL
         if kind in FIXED_SIZES:  # floats, YEAR: nothing to detect; classified ones are NULL
             return None if plan.entity is None else _NULL
-        masked = mask(plan, value)
+        masked = self._mask_string(index, plan, value)
         if masked is UNCHANGED:
             return None
         return _NULL if masked is None else masked
+
+
+def _is_json(value: bytes) -> bool:
+    try:
+        json.loads(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _splice(payload: bytes, start: int, end: int, edits: list[tuple[int, int, bytes]]) -> bytes:

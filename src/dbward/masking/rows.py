@@ -186,6 +186,11 @@ class RowMasker:
             self.stats.add(column.label, found)
         return scanned
 
+    def scan_as(self, column: ColumnPlan, value: bytes) -> bytes | None:
+        """``value`` scanned as ``column`` says (its type may differ from the planned
+        column's, e.g. JSON text in a text column); None when nothing was masked."""
+        return self._scan(column, value)
+
     def mask_value(self, column: ColumnPlan, value: bytes) -> bytes | object | None:
         """The masked value, None for NULL, or ``UNCHANGED`` when it stays as it is."""
         if self._kernel is not None:

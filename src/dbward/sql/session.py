@@ -71,7 +71,7 @@ class _Scope:
         return path is not None and (path[0] == "pg_temp" if "pg_temp" in path else True)
 
 
-def _merge_prepared(facts: StatementFacts, prepared: StatementFacts) -> StatementFacts:
+def merge_prepared(facts: StatementFacts, prepared: StatementFacts) -> StatementFacts:
     """``EXECUTE p`` (or ``EXPLAIN ANALYZE EXECUTE p``, ``CREATE TABLE .. AS EXECUTE p``)."""
     if facts.command in ("EXECUTE", "EXPLAIN ANALYZE"):
         return replace(prepared, command=facts.command, prepares=None, executes=facts.executes)
@@ -134,7 +134,7 @@ class SqlSession:
         if facts.executes is not None:
             raw = scope.prepared.get(facts.executes) or self._prepared.get(facts.executes)
             if raw is not None:
-                facts = _merge_prepared(facts, raw)
+                facts = merge_prepared(facts, raw)
         schema = scope.default_schema()
         temp_first = scope.temp_first()
         temp = scope.temp

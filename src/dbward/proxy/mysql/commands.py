@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from dbward.codec.mysql.constants import Command, Status
 from dbward.codec.mysql.errors import MysqlProtocolError
 from dbward.codec.mysql.framing import packet
-from dbward.codec.mysql.packets import Ok, command_name, query_text, statement_id
+from dbward.codec.mysql.packets import Err, Ok, command_name, query_text, statement_id
 from dbward.codec.mysql.responses import Response
 from dbward.codec.mysql.results import decode_execute
 from dbward.codec.mysql.wire import u32
@@ -163,10 +163,7 @@ class CommandDesk:
         self, code: int, text: str, protocol: str, *, audited: bool = True
     ) -> str | Hold | None:
         analysis, decision = self.guard.check(text)
-        if decision.allowed:
-            local = _local_infile(analysis)
-            if local is not None:
-                decision = local
+        decision = _local_infile(analysis) or decision
         pending = Pending(
             code, self._response(code), text, analysis, decision, protocol, audited=audited
         )
@@ -212,10 +209,8 @@ class CommandDesk:
             return None
         params = decode_execute(payload, prepared.params, prepared.types)
         prepared.types = params.types
-        analysis = prepared.analysis
-        decision = self.guard.decide(analysis)
-        if decision.allowed:
-            decision = _local_infile(analysis) or decision
+        analysis, decision = self.guard.decided(prepared.analysis)
+        decision = _local_infile(analysis) or decision
         pending = Pending(
             C.STMT_EXECUTE,
             self._response(C.STMT_EXECUTE),
@@ -265,6 +260,9 @@ class CommandDesk:
         return LOCAL
 
     def _answer(self, pending: Pending, payload: bytes) -> None:
+        if payload[:1] == b"\xff":  # the trail keeps the error the client saw
+            error = Err.decode(payload)
+            pending.error = (error.code, error.sqlstate, error.message)
         pending.response = None
         pending.local = packet(1, payload)
         self.session.answer_locally(pending)
@@ -294,6 +292,7 @@ class CommandDesk:
             self.guard.succeeded(pending.analysis)
         elif code == C.RESET_CONNECTION:
             session.prepared.clear()
+            self.guard.reset()
 
 
 def _local_infile(analysis: Analysis) -> Decision | None:

@@ -24,6 +24,12 @@ INTERNAL = 1815  # ER_INTERNAL_ERROR (HY000)
 AUDIT_DOWN = 1026  # ER_ERROR_ON_WRITE (HY000)
 
 _TABLE_KINDS = frozenset({StatementKind.READ, StatementKind.WRITE, StatementKind.DDL})
+# Where a guardrail's advice names PostgreSQL's way, MySQL's instead.
+_MYSQL_HINTS = {
+    "guardrail:server-access": "move data through your own client instead: SELECT the rows "
+    "(mysql --batch > file) and INSERT them",
+    UNPARSABLE: "fix the syntax; dbward refuses what it cannot parse as MySQL",
+}
 
 
 def err(code: int, sqlstate: str, message: str) -> bytes:
@@ -40,8 +46,9 @@ def refusal(decision: Decision, kind: StatementKind | None) -> bytes:
         )
         if decision.approval is not None:
             message += f" (request {decision.approval})"
-    if decision.hint:
-        message += f"; {decision.hint}"
+    hint = _MYSQL_HINTS.get(decision.rule, decision.hint) if decision.hint else ""
+    if hint:
+        message += f"; {hint}"
     if decision.rule == UNPARSABLE:
         return err(PARSE_ERROR, "42000", message)
     if decision.sqlstate == "57014":

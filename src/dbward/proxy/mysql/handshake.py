@@ -132,6 +132,7 @@ class MysqlHandshake:
     async def _login(self, hello: HandshakeResponse41) -> MysqlEstablished:
         if not self.admit:
             limit = self.ctx.config.limits.max_connections
+            log.warning("refusing %s: %d sessions are open", self.recorder.source, limit)
             self.refuse(e.TOO_MANY, "08004", f"Too many connections (dbward allows {limit})")
         if hello.capabilities & REQUIRED != REQUIRED:
             self.refuse(
@@ -140,11 +141,15 @@ class MysqlHandshake:
                 "dbward needs a client with protocol 4.1 and pluggable authentication",
             )
         if self.listener.require_tls and not self.client.tls:
-            self.refuse(
+            self._login_failed(
+                hello.user,
+                DbwardError(
+                    "dbward accepts only TLS connections: tokens are sent as passwords "
+                    "(connect with --ssl, or ssl-mode=REQUIRED)",
+                    sqlstate="28000",
+                ),
                 e.INSECURE_TRANSPORT,
                 "HY000",
-                "dbward accepts only TLS connections: tokens are sent as passwords "
-                "(connect with --ssl, or ssl-mode=REQUIRED)",
             )
         secret = await self._password(hello)
         user, database = hello.user, hello.database
