@@ -680,14 +680,6 @@ def test_query_shapes_do_not_hide_pii(lab: Lab, shape: str, client: str) -> None
     check(f"{client} {shape}", lab, query, CLIENTS[client])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a view or a derived table that renames columns hides name-classified PII "
-    "on MySQL: full_name, date_of_birth (DATE) and ssn (BIGINT) come back unmasked (480 of "
-    "2560 planted values); MariaDB's column definitions then name the view or derived "
-    "table and the new name (org_table=view, org_name=alias) and dbward does not trace "
-    "them to the table's column, as the README says it does for views",
-)
 @pytest.mark.parametrize("client", list(CLIENTS))
 @pytest.mark.parametrize("shape", ["renaming-view", "derived-table"])
 def test_renamed_through_a_view_or_subquery(lab: Lab, shape: str, client: str) -> None:

@@ -36,3 +36,4 @@ class ProxyContext:
     # MySQL: the connection id a client was greeted with -> its session (for KILL)
     mysql_sessions: dict[int, Any] = field(default_factory=dict)
     mysql_version: str | None = None  # the first MySQL upstream's, for greetings
+    mysql_views: Any = None  # ViewRenames: what MySQL views rename, per connection

@@ -32,6 +32,7 @@ from dbward.proxy.catalog import Catalogs
 from dbward.proxy.connection import Conn
 from dbward.proxy.context import ProxyContext
 from dbward.proxy.mysql.session import MysqlSession
+from dbward.proxy.mysql.views import ViewRenames
 from dbward.proxy.policy_source import PolicySource
 from dbward.proxy.session import Session
 from dbward.proxy.tls import server_context
@@ -92,6 +93,7 @@ class Server:
             else [],
             approvals=approvals,
             watcher=ApprovalWatcher(access, config.approvals.poll_interval),
+            mysql_views=ViewRenames(),
         )
         self._tls = [
             server_context(listener.tls, config.state_dir) for listener in config.listeners

@@ -267,6 +267,19 @@ class CommandDesk:
         pending.local = packet(1, payload)
         self.session.answer_locally(pending)
 
+    def _learn_views(self, pending: Pending) -> None:
+        """A view created or replaced here: what it renames counts for masking at once."""
+        analysis = pending.analysis
+        views = self.session.ctx.mysql_views
+        if analysis is None or views is None or len(analysis.statements) != 1:
+            return
+        facts = analysis.statements[0]
+        if facts.command in _VIEW_COMMANDS and facts.writes:
+            view = facts.writes[0]
+            established = self.session.established
+            if view.schema and established is not None:
+                views.learn(established.target, view.schema, view.name, pending.text)
+
     def answered(self, pending: Pending) -> None:
         """The server's answer to ``pending`` is complete: keep what it changed."""
         response = pending.response
@@ -290,9 +303,13 @@ class CommandDesk:
                 prepared.cursor_columns = list(response.columns)
         elif code in (C.QUERY, C.INIT_DB):
             self.guard.succeeded(pending.analysis)
+            self._learn_views(pending)
         elif code == C.RESET_CONNECTION:
             session.prepared.clear()
             self.guard.reset()
+
+
+_VIEW_COMMANDS = frozenset({"CREATE VIEW", "ALTER VIEW", "CREATE OR REPLACE VIEW"})
 
 
 def _local_infile(analysis: Analysis) -> Decision | None:

@@ -216,6 +216,9 @@ class MysqlHandshake:
             self.refuse(
                 e.HANDSHAKE, "08S01", f"dbward cannot open connection {database}: {exc.message}"
             )
+        views = self.ctx.mysql_views
+        if views is not None and views.stale(database):
+            await views.load(database, self.upstream, connection.connect_timeout)
         if self.ctx.draining:
             self.refuse(
                 e.SERVER_SHUTDOWN, "08S01", "dbward is shutting down; reconnect in a moment"

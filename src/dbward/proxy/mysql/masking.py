@@ -14,11 +14,13 @@ from dbward.codec.mysql.results import ColumnDefinition
 from dbward.masking.columns import classify
 from dbward.masking.mysql_rows import MysqlRowMasker
 from dbward.masking.mysql_types import field, origin
-from dbward.masking.plan import MaskingRules, ResultPlan, plan_column
+from dbward.masking.plan import MaskingRules, Origin, ResultPlan, plan_column
 from dbward.masking.rows import MaskStats, RowMasker
 from dbward.masking.types import column_type
 from dbward.masking.values import Found
 from dbward.proxy.masking import SessionMasking
+from dbward.proxy.mysql.views import ViewMap
+from dbward.sql.mysql_renames import renames
 
 _PLAN_CACHE = 256
 _TEXT = column_type(25)
@@ -27,26 +29,41 @@ _DUPLICATE = re.compile(r"(Duplicate entry ')(?P<value>.*)(' for key '(?P<key>[^
 
 
 class MysqlMasking:
-    def __init__(self, masking: SessionMasking) -> None:
+    def __init__(self, masking: SessionMasking, views: Callable[[], ViewMap] = lambda: {}) -> None:
         self.session = masking
-        self._plans: dict[tuple[ColumnDefinition, ...], ResultPlan] = {}
+        self.views = views
+        self._plans: dict[tuple[tuple[ColumnDefinition, ...], str], ResultPlan] = {}
         self._rules: MaskingRules | None = None
 
     @property
     def enabled(self) -> bool:
         return self.session.enabled
 
-    def plan(self, columns: list[ColumnDefinition]) -> ResultPlan:
+    def plan(self, columns: list[ColumnDefinition], shape: str = "") -> ResultPlan:
+        """The plan for a result; ``shape`` is its statement's (placeholders for literals),
+        whose ``x AS y`` renames count where a derived table hides a column's origin."""
         rules = self.session.rules
         if rules is not self._rules:
             self._plans.clear()
             self._rules = rules
-        key = tuple(columns)
+        key = (tuple(columns), shape)
         found = self._plans.get(key)
         if found is None:
+            views = self.views()
+            statement: dict[str, str] | None = None
             planned = []
             for index, column in enumerate(columns):
-                plan = plan_column(index, field(column), origin(column), rules, {})
+                source = origin(column)
+                if source is not None:
+                    name = column.org_name.lower()
+                    renamed = views.get((column.schema, column.org_table), {}).get(name)
+                    if renamed is None and shape:
+                        if statement is None:
+                            statement = renames(shape)
+                        renamed = statement.get(name)
+                    if renamed is not None and renamed != name:
+                        source = Origin(source.schema, source.table, renamed)
+                plan = plan_column(index, field(column), source, rules, {})
                 if plan is not None:
                     planned.append(plan)
             found = ResultPlan(len(columns), tuple(planned))
@@ -56,12 +73,17 @@ class MysqlMasking:
         return found
 
     def row_masker(
-        self, columns: list[ColumnDefinition], stats: Callable[[], MaskStats], *, binary: bool
+        self,
+        columns: list[ColumnDefinition],
+        stats: Callable[[], MaskStats],
+        *,
+        binary: bool,
+        shape: str = "",
     ) -> MysqlRowMasker | None:
         """What masks this result's rows, or None when nothing in it needs masking."""
         if not self.enabled:
             return None
-        plan = self.plan(columns)
+        plan = self.plan(columns, shape)
         if not plan.active:
             return None
         return MysqlRowMasker(RowMasker(plan, self.session.values, stats()), columns, binary=binary)

@@ -221,8 +221,11 @@ class MysqlSession:
             connection.database,
             audit_ok=(lambda: audit.store_ok) if fail_closed else None,
         )
+        views = self.ctx.mysql_views
+        target = established.target
         self.masking = MysqlMasking(
-            SessionMasking(self.ctx.policy, self.subject, self.ctx.keyring, None)
+            SessionMasking(self.ctx.policy, self.subject, self.ctx.keyring, None),
+            (lambda: views.get(target)) if views is not None else (lambda: {}),
         )
         self.guard.no_backslash_escapes = bool(
             established.upstream.status & ServerStatus.NO_BACKSLASH_ESCAPES
@@ -556,7 +559,11 @@ class MysqlSession:
     def _plan(self, pending: Pending, response: Response) -> None:
         pending.planned = True
         binary = pending.protocol in ("binary", "fetch")
-        pending.masker = self.masking.row_masker(response.columns, pending.stats, binary=binary)
+        analysis = pending.analysis
+        shape = analysis.shape if analysis is not None and analysis.error is None else ""
+        pending.masker = self.masking.row_masker(
+            response.columns, pending.stats, binary=binary, shape=shape
+        )
 
     def _finished(self, pending: Pending) -> bool:
         """A command's answer is complete: its effects and record. False if the trail failed
