@@ -116,3 +116,32 @@ def test_check_refuses_an_empty_file(tmp_path: Path) -> None:
     code, output = run("policy", "check", str(path))
     assert code == 2
     assert "the policy file is empty" in words(output)
+
+
+def test_test_reads_a_mysql_connection_as_mysql(tmp_path: Path) -> None:
+    """One policy file, two engines: a MySQL connection's statements are read with MySQL's
+    grammar, and unqualified tables belong to its database."""
+    config = tmp_path / "dbward.yaml"
+    config.write_text(
+        "state_dir: " + str(tmp_path / "state") + "\n"
+        "connections:\n"
+        "  shop:\n"
+        "    engine: mysql\n"
+        "    environment: production\n"
+        "    database: shopdb\n"
+        "    credentials: {user: u}\n"
+    )
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(POLICY)
+    args = ["policy", "test", "--config", str(config), "--policy", str(policy_file),
+            "--connection", "shop", "--identity", "bot", "--kind", "agent", "--json"]  # fmt: skip
+    code, output = run(*args, "UPDATE `orders` SET total = 1 WHERE id = 2 LIMIT 1")
+    assert code == 0, output
+    data = json.loads(output)
+    assert data["decision"] == "deny"
+    assert data["rule"] == "agents-read-only"
+    assert data["statements"][0]["writes"] == ["shopdb.orders"]
+    code, output = run(*args, "DELETE FROM orders")
+    data = json.loads(output)
+    assert data["rule"] in ("agents-read-only", "guardrail:unbounded-write")
+    assert data["decision"] == "deny"

@@ -121,8 +121,13 @@ def policy_test(
         return
     text = sys.stdin.read() if sql == "-" else sql
     subject = Subject(identity, groups, IdentityKind(kind), connection, environment)
-    session = SqlSession(parse_search_path(search_path) if search_path else DEFAULT_SEARCH_PATH)
-    analysis = session.analyze(text)
+    if settings is not None and settings.engine == "mysql":
+        from dbward.sql.mysql_analyze import analyze_mysql
+
+        analysis = analyze_mysql(text, database=settings.database)
+    else:
+        path_setting = parse_search_path(search_path) if search_path else DEFAULT_SEARCH_PATH
+        analysis = SqlSession(path_setting).analyze(text)
     decision = decide(loaded, subject, analysis)
     masking = preview(loaded, subject, analysis)
     if as_json:

@@ -31,6 +31,7 @@ from dbward.policy.explain import explain
 from dbward.policy.loader import default_policy, load_policy, parse_policy
 from dbward.policy.masking import preview
 from dbward.policy.model import Policy
+from dbward.sql.mysql_analyze import analyze_mysql
 from dbward.sql.session import DEFAULT_SEARCH_PATH, SqlSession
 from dbward.stores import open_audit_store
 from dbward.web.auth import Caller, api_event, require
@@ -345,7 +346,10 @@ def dry_run(
         settings.environment,
     )
     loaded = _policy_in_force(config)
-    analysis = SqlSession(DEFAULT_SEARCH_PATH).analyze(sql)
+    if settings.engine == "mysql":
+        analysis = analyze_mysql(sql, database=settings.database)
+    else:
+        analysis = SqlSession(DEFAULT_SEARCH_PATH).analyze(sql)
     decision = decide(loaded, subject, analysis)
     return {**explain(subject, decision, analysis), "masking": preview(loaded, subject, analysis)}
 
