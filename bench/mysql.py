@@ -76,6 +76,7 @@ class Target:
     database: str
     tls: bool
     service: Service | None = None
+    files: Path | None = None  # sysbench's TLS files (cacert.pem, client-*.pem) are here
 
 
 @dataclass
@@ -110,7 +111,9 @@ def sysbench(target: Target, *, mode: str, threads: int, seconds: int, action: s
         "--report-interval=0",
         action,
     ]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + 120, cwd=target.files
+    )
     if result.returncode != 0:
         log = ""
         if target.service is not None:
@@ -195,6 +198,44 @@ def start_dbward(
         cwd=ROOT,
     )
     return service, lines[-1].strip(), tls_port, plain_port
+
+
+def sysbench_tls_files(work: Path, ca_file: Path) -> Path:
+    """sysbench's MySQL driver loads cacert.pem, client-cert.pem and client-key.pem from
+    its working directory when --mysql-ssl=on: dbward's CA, and a throwaway client
+    certificate (dbward does not ask for one)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    files = work / "sysbench-tls"
+    files.mkdir()
+    shutil.copy(ca_file, files / "cacert.pem")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dbward bench client")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    (files / "client-cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (files / "client-key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
 
 
 def report(runs: list[Run], args: argparse.Namespace) -> dict[str, object]:
@@ -283,7 +324,16 @@ def main(argv: list[str] | None = None) -> int:
         targets = [
             direct,
             Target("relay", relay_port, user, password, database, False, relay),
-            Target("dbward-tls", tls_port, "bench", token, "bench", True, dbward),
+            Target(
+                "dbward-tls",
+                tls_port,
+                "bench",
+                token,
+                "bench",
+                True,
+                dbward,
+                sysbench_tls_files(work, work / "dbward-state" / "tls" / "ca.crt"),
+            ),
             Target("dbward-plain", plain_port, "bench", token, "bench", False, dbward),
         ]
         busy = cpu_busy()
