@@ -224,7 +224,14 @@ class Server:
                 await asyncio.sleep(0.1)
                 continue
             admit = len(self.sessions) < self.config.limits.max_connections
-            session = MysqlSession(self.ctx, sock, listener, tls, admit=admit, worker=self.worker)
+            try:
+                session = MysqlSession(
+                    self.ctx, sock, listener, tls, admit=admit, worker=self.worker
+                )
+            except Exception:
+                log.exception("cannot start a MySQL session")
+                sock.close()
+                continue
             task = loop.create_task(self._run(session))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

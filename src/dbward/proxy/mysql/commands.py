@@ -88,9 +88,9 @@ class CommandDesk:
     def _response(self, command: int) -> Response:
         return Response(command, deprecate_eof=self.deprecate_eof)
 
-    def command(self, payload: bytes, raw: bytes) -> str | Hold | None:
+    def command(self, payload: bytes, raw: bytes) -> str | Hold | bytes | None:
         """What to do with one command: None to forward it (the session sends ``raw``),
-        LOCAL when dbward answered, QUIT, or a :class:`Hold`."""
+        bytes to forward instead, LOCAL when dbward answered, QUIT, or a :class:`Hold`."""
         if not payload:
             raise MysqlProtocolError("an empty command packet")
         code = payload[0]
@@ -119,8 +119,7 @@ class CommandDesk:
             session.pending.append(Pending(code, self._response(code), protocol="command"))
             return None
         if code == C.INIT_DB:
-            name = payload[1:].decode("utf-8", "replace")
-            return self._statement(C.INIT_DB, f"USE {_quoted(name)}", "command")
+            return self._init_db(payload[1:].decode("utf-8", "replace"))
         if code == C.FIELD_LIST:
             table = payload[1:].split(b"\x00", 1)[0].decode("utf-8", "replace")
             return self._statement(
@@ -158,6 +157,19 @@ class CommandDesk:
             if target in self.session.ctx.mysql_sessions:
                 return self._kill((kill.group(1) or "CONNECTION").upper(), target, text)
         return self._statement(C.QUERY, text, "text")
+
+    def _init_db(self, name: str) -> str | Hold | bytes | None:
+        """COM_INIT_DB (select_db, the client's reconnect): the dbward connection's own name
+        stands for its upstream database, as it did at login."""
+        established = self.session.established
+        assert established is not None
+        if name == established.target:
+            name = self.session.ctx.config.connections[name].database
+            verdict = self._statement(C.INIT_DB, f"USE {_quoted(name)}", "command")
+            if verdict is None:
+                return packet(0, bytes((C.INIT_DB,)) + name.encode())
+            return verdict
+        return self._statement(C.INIT_DB, f"USE {_quoted(name)}", "command")
 
     def _statement(
         self, code: int, text: str, protocol: str, *, audited: bool = True
@@ -256,7 +268,7 @@ class CommandDesk:
     def _refuse_command(self, code: int, message: str) -> str:
         decision = Decision(Action.DENY, "protocol:command", message)
         pending = Pending(code, None, command_name(code), None, decision, "command", audited=True)
-        self._answer(pending, e.err(e.SPECIFIC_ACCESS_DENIED, "42000", f"dbward: {message}"))
+        self._answer(pending, e.err(e.SPECIFIC_ACCESS_DENIED, "42000", e.prefixed(message)))
         return LOCAL
 
     def _answer(self, pending: Pending, payload: bytes) -> None:
@@ -320,7 +332,7 @@ def _local_infile(analysis: Analysis) -> Decision | None:
         ):
             return Decision(
                 Action.DENY,
-                "protocol:local-infile",
+                e.LOCAL_INFILE_RULE,
                 "LOAD DATA LOCAL INFILE is refused: dbward does not relay files from the "
                 "client's machine",
                 "load the file on the server side, or insert the rows with INSERT",

@@ -23,6 +23,7 @@ HANDSHAKE = 1043  # ER_HANDSHAKE_ERROR (08S01)
 INTERNAL = 1815  # ER_INTERNAL_ERROR (HY000)
 AUDIT_DOWN = 1026  # ER_ERROR_ON_WRITE (HY000)
 
+LOCAL_INFILE_RULE = "protocol:local-infile"
 _TABLE_KINDS = frozenset({StatementKind.READ, StatementKind.WRITE, StatementKind.DDL})
 # Where a guardrail's advice names PostgreSQL's way, MySQL's instead.
 _MYSQL_HINTS = {
@@ -32,6 +33,13 @@ _MYSQL_HINTS = {
 }
 
 
+def prefixed(message: str) -> str:
+    """``message`` after ``dbward:``, said once ("dbward cannot ..." -> "dbward: cannot ...")."""
+    if message.startswith("dbward "):
+        message = message[len("dbward ") :]
+    return f"dbward: {message}"
+
+
 def err(code: int, sqlstate: str, message: str) -> bytes:
     return Err(code, sqlstate, message).encode()
 
@@ -39,7 +47,7 @@ def err(code: int, sqlstate: str, message: str) -> bytes:
 def refusal(decision: Decision, kind: StatementKind | None) -> bytes:
     """The ERR packet for a statement the policy did not allow: 1142 where it touches
     tables, 1227 for privileges and administration, 1064 for text dbward cannot parse."""
-    message = f"dbward: {decision.message} (rule {decision.rule})"
+    message = f"{prefixed(decision.message)} (rule {decision.rule})"
     if decision.action is Action.REVIEW:
         message += (
             f"; needs approval by {decision.quorum} of: {', '.join(decision.approver_groups)}"
@@ -51,6 +59,8 @@ def refusal(decision: Decision, kind: StatementKind | None) -> bytes:
         message += f"; {hint}"
     if decision.rule == UNPARSABLE:
         return err(PARSE_ERROR, "42000", message)
+    if decision.rule == LOCAL_INFILE_RULE:
+        return err(NOT_ALLOWED, "42000", message)
     if decision.sqlstate == "57014":
         return err(QUERY_INTERRUPTED, "70100", message)
     if kind is None or kind in _TABLE_KINDS:

@@ -12,6 +12,7 @@ ends it is released to the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import socket
@@ -127,12 +128,17 @@ class MysqlSession:
                 limit,
             )
         except (TimeoutError, MysqlProtocolError, ConnectionClosed, ssl.SSLError, OSError) as exc:
+            if isinstance(exc, TimeoutError):
+                why = f"login did not finish within {limit:g} s"
+            else:
+                why = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             log.info(
-                "session %s from %s ended before login: %s",
-                self.id,
-                self.recorder.source,
-                getattr(exc, "message", None) or exc or type(exc).__name__,
+                "session %s from %s ended before login: %s", self.id, self.recorder.source, why
             )
+            if isinstance(exc, (TimeoutError, MysqlProtocolError)):
+                with contextlib.suppress(OSError):  # best effort: the socket is still raw
+                    told = why if isinstance(exc, TimeoutError) else f"bad handshake: {why}"
+                    self.sock.send(packet(2, e.err(e.HANDSHAKE, "08S01", told)))
             self.sock.close()
             return
         try:
@@ -317,6 +323,8 @@ class MysqlSession:
             index = after
             if verdict is None:
                 out.append(raw)
+            elif isinstance(verdict, bytes):  # forwarded, rewritten
+                out.append(verdict)
             elif isinstance(verdict, Hold):
                 self._flush_upstream(out)
                 self._holding = HeldCommand(block, frames, index, raw, verdict)
