@@ -111,8 +111,11 @@ def sysbench(target: Target, *, mode: str, threads: int, seconds: int, action: s
         "--report-interval=0",
         action,
     ]
+    # libmariadb loads mysql_clear_password (what dbward asks for) when a connection first
+    # needs it, and threads that need it at once race ("already loaded"): load it up front.
+    env = {**os.environ, "LIBMYSQL_PLUGINS": "mysql_clear_password"}
     result = subprocess.run(
-        argv, capture_output=True, text=True, timeout=seconds + 120, cwd=target.files
+        argv, capture_output=True, text=True, timeout=seconds + 120, cwd=target.files, env=env
     )
     if result.returncode != 0:
         log = ""

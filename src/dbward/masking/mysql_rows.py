@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from dbward.codec.mysql.constants import DATE_TIME_TYPES, FIXED_SIZES, ColumnType
 from dbward.codec.mysql.results import (
@@ -25,7 +25,7 @@ from dbward.codec.mysql.results import (
     text_row_spans,
 )
 from dbward.codec.mysql.wire import lenenc_str
-from dbward.masking.plan import ColumnPlan
+from dbward.masking.plan import ColumnPlan, ResultPlan
 from dbward.masking.rows import UNCHANGED, RowMasker
 from dbward.masking.types import Kind, column_type
 
@@ -37,35 +37,46 @@ _NULL = object()  # the value becomes NULL
 _JSON = column_type(114)
 
 
+@dataclass(frozen=True, slots=True)
+class RowLayout:
+    """What a result's rows need besides its plan, worked out once per kind of result."""
+
+    plans: tuple[ColumnPlan | None, ...]  # per column: its plan, or None (left alone)
+    # Text columns scanned for PII whose values may be JSON documents (MariaDB's JSON
+    # type is LONGTEXT on the wire): a value that parses as JSON is scanned as JSON, so
+    # values under PII keys are masked and the document stays valid.
+    json: dict[int, ColumnPlan]
+    types: tuple[int, ...]
+    unsigned: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, plan: ResultPlan, columns: list[ColumnDefinition]) -> RowLayout:
+        plans: list[ColumnPlan | None] = [None] * len(columns)
+        as_json: dict[int, ColumnPlan] = {}
+        for column in plan.columns:
+            plans[column.index] = column
+            if column.scan and column.ctype.kind is Kind.TEXT and not column.ctype.array:
+                as_json[column.index] = replace(column, ctype=_JSON)
+        return cls(
+            tuple(plans),
+            as_json,
+            tuple(c.type for c in columns),
+            tuple(c.unsigned for c in columns),
+        )
+
+
 class MysqlRowMasker:
     """Masks the rows of one MySQL result set."""
 
-    __slots__ = (
-        "_columns",
-        "_count",
-        "_json",
-        "_masker",
-        "_plans",
-        "_types",
-        "_unsigned",
-        "binary",
-    )
+    __slots__ = ("_count", "_json", "_masker", "_plans", "_types", "_unsigned", "binary")
 
-    def __init__(self, masker: RowMasker, columns: list[ColumnDefinition], *, binary: bool) -> None:
+    def __init__(self, masker: RowMasker, layout: RowLayout, *, binary: bool) -> None:
         self._masker = masker
-        self._columns = columns
-        self._count = len(columns)
-        self._plans: list[ColumnPlan | None] = [None] * len(columns)
-        # Text columns scanned for PII whose values may be JSON documents (MariaDB's JSON
-        # type is LONGTEXT on the wire): a value that parses as JSON is scanned as JSON,
-        # so values under PII keys are masked and the document stays valid.
-        self._json: dict[int, ColumnPlan] = {}
-        for plan in masker.plan.columns:
-            self._plans[plan.index] = plan
-            if plan.scan and plan.ctype.kind is Kind.TEXT and not plan.ctype.array:
-                self._json[plan.index] = replace(plan, ctype=_JSON)
-        self._types = [c.type for c in columns]
-        self._unsigned = [c.unsigned for c in columns]
+        self._count = len(layout.plans)
+        self._plans = layout.plans
+        self._json = layout.json
+        self._types = layout.types
+        self._unsigned = layout.unsigned
         self.binary = binary
 
     def rewrite(self, payload: bytes, start: int, end: int) -> bytes | None:

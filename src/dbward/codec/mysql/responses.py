@@ -10,6 +10,7 @@ MORE_RESULTS_EXISTS links them); the response is done after the last.
 
 from __future__ import annotations
 
+import functools
 from enum import IntEnum
 
 from dbward.codec.mysql.constants import Command, Status
@@ -63,6 +64,16 @@ _SHAPES = {
 }
 # Commands the server does not answer
 NO_ANSWER = frozenset({Command.STMT_CLOSE, Command.STMT_SEND_LONG_DATA, Command.QUIT})
+
+_MORE_RESULTS = int(Status.MORE_RESULTS_EXISTS)
+_CURSOR_EXISTS = int(Status.CURSOR_EXISTS)
+
+
+@functools.lru_cache(maxsize=4096)
+def _definition(raw: bytes) -> ColumnDefinition:
+    """A column definition, decoded once per distinct one (results repeat their columns)."""
+    return ColumnDefinition.decode(raw)
+
 
 _FIRST, _COLUMNS, _COLUMNS_EOF, _ROWS, _PARAMS, _PARAMS_EOF, _DONE = range(7)
 
@@ -135,7 +146,7 @@ class Response:
                 self.status = eof_status(payload, start, end, False)
                 self._finish()
                 return Event.COLUMNS_END
-            definition = ColumnDefinition.decode(payload, start, end)
+            definition = _definition(payload[start:end])
             if state == _PARAMS:
                 self._left -= 1
                 if self._left == 0:
@@ -223,13 +234,13 @@ class Response:
     def _columns_done(self) -> None:
         if self.shape is Shape.PREPARE:
             self._finish()
-        elif self.status & Status.CURSOR_EXISTS and self.command == Command.STMT_EXECUTE:
+        elif self.status & _CURSOR_EXISTS and self.command == Command.STMT_EXECUTE:
             self._finish()  # rows come with COM_STMT_FETCH
         else:
             self._state = _ROWS
 
     def _next_result(self) -> None:
-        if self.shape is Shape.RESULTS and self.status & Status.MORE_RESULTS_EXISTS:
+        if self.shape is Shape.RESULTS and self.status & _MORE_RESULTS:
             self._state = _FIRST
         else:
             self._finish()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dbward.codec.mysql.constants import (
@@ -136,7 +137,7 @@ def binary_value_end(payload: bytes, pos: int, end: int, type_: int) -> int:
     return stop
 
 
-def binary_row_spans(payload: bytes, start: int, end: int, types: list[int]) -> list[Span]:
+def binary_row_spans(payload: bytes, start: int, end: int, types: Sequence[int]) -> list[Span]:
     """Where each value of a binary row (header 0x00, NULL bitmap, values) is.
 
     A length-encoded value's excludes its length; a date/time value's includes its

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from dbward.codec.mysql.results import ColumnDefinition
 from dbward.masking.columns import classify
-from dbward.masking.mysql_rows import MysqlRowMasker
+from dbward.masking.mysql_rows import MysqlRowMasker, RowLayout
 from dbward.masking.mysql_types import field, origin
 from dbward.masking.plan import MaskingRules, Origin, ResultPlan, plan_column
 from dbward.masking.rows import MaskStats, RowMasker
@@ -32,7 +32,9 @@ class MysqlMasking:
     def __init__(self, masking: SessionMasking, views: Callable[[], ViewMap] = lambda: {}) -> None:
         self.session = masking
         self.views = views
-        self._plans: dict[tuple[tuple[ColumnDefinition, ...], str], ResultPlan] = {}
+        self._plans: dict[
+            tuple[tuple[ColumnDefinition, ...], str], tuple[ResultPlan, RowLayout]
+        ] = {}
         self._rules: MaskingRules | None = None
 
     @property
@@ -40,6 +42,9 @@ class MysqlMasking:
         return self.session.enabled
 
     def plan(self, columns: list[ColumnDefinition], shape: str = "") -> ResultPlan:
+        return self._planned(columns, shape)[0]
+
+    def _planned(self, columns: list[ColumnDefinition], shape: str) -> tuple[ResultPlan, RowLayout]:
         """The plan for a result; ``shape`` is its statement's (placeholders for literals),
         whose ``x AS y`` renames count where a derived table hides a column's origin."""
         rules = self.session.rules
@@ -66,7 +71,8 @@ class MysqlMasking:
                 plan = plan_column(index, field(column), source, rules, {})
                 if plan is not None:
                     planned.append(plan)
-            found = ResultPlan(len(columns), tuple(planned))
+            result = ResultPlan(len(columns), tuple(planned))
+            found = (result, RowLayout.of(result, columns))
             if len(self._plans) >= _PLAN_CACHE:
                 self._plans.clear()
             self._plans[key] = found
@@ -83,10 +89,10 @@ class MysqlMasking:
         """What masks this result's rows, or None when nothing in it needs masking."""
         if not self.enabled:
             return None
-        plan = self.plan(columns, shape)
+        plan, layout = self._planned(columns, shape)
         if not plan.active:
             return None
-        return MysqlRowMasker(RowMasker(plan, self.session.values, stats()), columns, binary=binary)
+        return MysqlRowMasker(RowMasker(plan, self.session.values, stats()), layout, binary=binary)
 
     def mask_error(self, message: str, stats: MaskStats | None) -> str | None:
         """An ERR packet's message with PII masked, or None when there is none."""
