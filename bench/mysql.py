@@ -44,7 +44,7 @@ from pgbench import (
 from rich.console import Console
 from rich.table import Table
 
-out = Console()
+out = Console(width=160)
 MODES = {"text": "disable", "prepared": "auto"}
 TARGETS = ("direct", "relay", "dbward-tls", "dbward-plain")
 PASSWORD_ENV = "DBWARD_BENCH_MYSQL_PASSWORD"
