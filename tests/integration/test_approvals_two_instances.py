@@ -249,6 +249,7 @@ def test_a_statement_held_on_alpha_is_approved_through_beta(pair: Pair, tmp_path
     assert rows(pair) == [2, 3]
 
     wait_for_event(pair, "alpha-0", request["id"], "approval.executed")
+    wait_for_event(pair, "alpha-0", request["id"], "statement")  # stored in batches
     wait_for_event(pair, "beta-0", request["id"], "approval.approved")
     alpha = chain_events(pair, "alpha-0", request["id"])
     beta = chain_events(pair, "beta-0", request["id"])
@@ -290,6 +291,7 @@ def test_a_statement_held_on_alpha_is_rejected_through_beta(pair: Pair, tmp_path
     assert 3 in rows(pair)
 
     wait_for_event(pair, "beta-0", request["id"], "approval.rejected")
+    wait_for_event(pair, "alpha-0", request["id"], "statement")  # stored in batches
     alpha = chain_events(pair, "alpha-0", request["id"])
     beta = chain_events(pair, "beta-0", request["id"])
     assert ("approval.requested", "alice") in alpha, alpha
