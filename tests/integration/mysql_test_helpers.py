@@ -18,6 +18,12 @@ import mysql.connector
 import pymysql
 
 from tests.conftest import Dbward, free_port
+from tests.integration.mysql_helpers import (  # noqa: F401 (shared with the client tests)
+    connector_connect,
+    pymysql_connect,
+    upstream_exec,
+    upstream_rows,
+)
 from tests.mysql_upstream import MysqlDb, start_mysql_dbward
 
 CLIENT_TIMEOUT = 60
@@ -46,48 +52,6 @@ def start_server(
     )
 
 
-def pymysql_connect(
-    server: Dbward, user: str = "app-svc", *, database: str = "app", **options: Any
-) -> pymysql.connections.Connection[Any]:
-    """PyMySQL (text protocol) through dbward, over verified TLS."""
-    settings: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": server.port,
-        "user": user,
-        "password": server.token(user),
-        "database": database,
-        "ssl_ca": str(server.ca_file),
-        "ssl_verify_cert": True,
-        "ssl_verify_identity": True,
-        "autocommit": True,
-        "connect_timeout": 10,
-        "read_timeout": CLIENT_TIMEOUT,
-        "write_timeout": CLIENT_TIMEOUT,
-        **options,
-    }
-    return pymysql.connect(**settings)
-
-
-def connector_connect(server: Dbward, user: str = "app-svc", **options: Any) -> Any:
-    """mysql-connector-python (pure Python; ``cursor(prepared=True)`` speaks the binary
-    protocol) through dbward, over verified TLS."""
-    settings: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": server.port,
-        "user": user,
-        "password": server.token(user),
-        "database": "app",
-        "ssl_ca": str(server.ca_file),
-        "ssl_verify_cert": True,
-        "ssl_verify_identity": True,
-        "autocommit": True,
-        "use_pure": True,
-        "connection_timeout": 10,
-        **options,
-    }
-    return mysql.connector.connect(**settings)
-
-
 def direct_pymysql(db: MysqlDb, **options: Any) -> pymysql.connections.Connection[Any]:
     """PyMySQL straight to the upstream, as the database's own user (not through dbward)."""
     return pymysql.connect(
@@ -114,27 +78,6 @@ def direct_connector(db: MysqlDb, **options: Any) -> Any:
         connection_timeout=10,
         **options,
     )
-
-
-def upstream_exec(db: MysqlDb, *statements: str) -> None:
-    """Run statements straight on the upstream (setting up, outside dbward)."""
-    conn = db.admin()
-    try:
-        with conn.cursor() as cur:
-            for sql in statements:
-                cur.execute(sql)
-    finally:
-        conn.close()
-
-
-def upstream_rows(db: MysqlDb, sql: str) -> list[tuple[Any, ...]]:
-    conn = db.admin()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return [tuple(row) for row in cur.fetchall()]
-    finally:
-        conn.close()
 
 
 def mariadb_cli(

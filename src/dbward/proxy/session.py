@@ -27,11 +27,10 @@ from dbward.codec.pg.framing import Frame, Framer
 from dbward.codec.pg.frontend import FRONTEND_NAMES, Bind, Terminate
 from dbward.config import Listener
 from dbward.errors import DbwardError
-from dbward.identity.attribution import from_statement, merged
 from dbward.masking.copy import CopyOptions, copy_options
 from dbward.masking.plan import Field
 from dbward.masking.rows import MaskStats
-from dbward.metrics import BY_DECISION, CONNECTIONS, MASKED_VALUES
+from dbward.metrics import CONNECTIONS
 from dbward.policy.decide import Decision, Subject
 from dbward.policy.model import Action
 from dbward.proxy.cancel import cancel_upstream
@@ -50,11 +49,10 @@ from dbward.proxy.handshake import Established, Handshake, SessionEnded, fatal
 from dbward.proxy.holding import HeldStatement, decide_held
 from dbward.proxy.holding import refused as refused_hold
 from dbward.proxy.masking import NOTHING_TO_MASK, SessionMasking, statement_shape
-from dbward.proxy.recorder import SessionRecorder
+from dbward.proxy.recorder import SessionRecorder, StatementOutcome, statement_data
 from dbward.proxy.results import bind_parameters
 from dbward.proxy.tracking import FinishedStatement, StatementTracker
 from dbward.sql.facts import Analysis, StatementKind
-from dbward.sql.lineage import cached_lineage
 
 log = logging.getLogger(__name__)
 
@@ -745,46 +743,25 @@ class Session:
         analysis = done.analysis
         if analysis is not None and any(f.kind is StatementKind.DDL for f in analysis.statements):
             self.masking.forget_schema()  # a renamed column is looked up again
-        data: dict[str, Any] = {
-            "statement": self._audit_text(done.text, done.analysis),
-            "protocol": done.protocol,
-            "duration_ms": done.duration_ms,
-            "rows": done.rows,
-            "tags": list(done.tags),
-        }
-        decision = done.decision
-        if analysis is not None and not done.sqlstate and (decision is None or decision.allowed):
-            touched = cached_lineage(analysis)  # what ran; a refused or failed one touched nothing
-            if touched:
-                data["lineage"] = touched
+        outcome = StatementOutcome(
+            done.text,
+            self._audit_text(done.text, done.analysis),
+            done.protocol,
+            done.duration_ms,
+            done.rows,
+            analysis,
+            done.decision,
+            failed=bool(done.sqlstate),
+            tags=tuple(done.tags),
+            prepared=done.prepared_name or None,
+            withheld=done.withheld,
+            masked=done.masked,
+            sqlstate=done.sqlstate or None,
+            error=done.error,
+            incomplete=incomplete,
+        )
         agent = self.established.agent if self.established is not None else {}
-        if "*/" in done.text:
-            tagged = from_statement(done.text)
-            if tagged:
-                agent = merged(agent, tagged)
-        if agent:
-            data["agent"] = agent
-        if done.prepared_name:
-            data["prepared"] = done.prepared_name
-        BY_DECISION[decision.action.value if decision is not None else "none"].inc()
-        if decision is not None:
-            data["decision"] = decision.action.value
-            data["rule"] = decision.rule
-            if not decision.allowed:
-                data["reason"] = decision.message
-            if decision.approval is not None:
-                data["approval"] = decision.approval
-        if done.withheld:
-            data["withheld_rows"] = done.withheld
-        if done.masked is not None and done.masked.settle().values:
-            data["masked"] = done.masked.summary()
-            MASKED_VALUES.inc(done.masked.values)
-        if done.sqlstate:
-            data["sqlstate"] = done.sqlstate
-            data["error"] = done.error
-        if incomplete:
-            data["incomplete"] = True
-        return self.recorder.record(EventKind.STATEMENT, data)
+        return self.recorder.record(EventKind.STATEMENT, statement_data(outcome, agent))
 
     # draining ----------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from dbward.codec.mysql.wire import (
     lenenc_str,
     p16,
     p32,
-    read_lenenc,
+    read_attributes,
     read_lenenc_str,
     read_nul_str,
     u16,
@@ -203,14 +203,7 @@ class HandshakeResponse41:
             plugin = raw.decode("ascii", "replace") or None
         attributes: dict[str, str] = {}
         if caps & C.CONNECT_ATTRS and pos < len(payload):
-            total, pos = read_lenenc(payload, pos)
-            stop = pos + total
-            if stop > len(payload):
-                raise MysqlProtocolError("connection attributes run past the packet")
-            while pos < stop:
-                key, pos = read_lenenc_str(payload, pos, stop)
-                value, pos = read_lenenc_str(payload, pos, stop)
-                attributes[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+            attributes, pos = read_attributes(payload, pos)
         return cls(
             caps,
             max_packet,

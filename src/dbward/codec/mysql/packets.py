@@ -11,6 +11,7 @@ from dbward.codec.mysql.wire import (
     lenenc_str,
     p16,
     p32,
+    read_attributes,
     read_lenenc,
     read_lenenc_str,
     read_nul_str,
@@ -177,12 +178,7 @@ class ChangeUser:
             raw, pos = read_nul_str(payload, pos)
             plugin = raw.decode("ascii", "replace") or None
         if capabilities & Capability.CONNECT_ATTRS and pos < len(payload):
-            total, pos = read_lenenc(payload, pos)
-            stop = min(pos + total, len(payload))
-            while pos < stop:
-                key, pos = read_lenenc_str(payload, pos, stop)
-                value, pos = read_lenenc_str(payload, pos, stop)
-                attributes[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+            attributes, pos = read_attributes(payload, pos)
         return cls(user.decode("utf-8", "replace"), auth, database, charset, plugin, attributes)
 
 

@@ -93,3 +93,17 @@ def p32(value: int) -> bytes:
 
 def p24(value: int) -> bytes:
     return _U32.pack(value)[:3]
+
+
+def read_attributes(data: bytes, pos: int) -> tuple[dict[str, str], int]:
+    """Connection attributes (a length, then key/value length-encoded strings)."""
+    total, pos = read_lenenc(data, pos)
+    stop = pos + total
+    if stop > len(data):
+        raise MysqlProtocolError("connection attributes run past the packet")
+    attributes: dict[str, str] = {}
+    while pos < stop:
+        key, pos = read_lenenc_str(data, pos, stop)
+        value, pos = read_lenenc_str(data, pos, stop)
+        attributes[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+    return attributes, stop

@@ -21,7 +21,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from dbward.approvals.requests import ApprovalRequest, Status
 from dbward.audit.events import EventKind
@@ -34,8 +33,7 @@ from dbward.codec.mysql.responses import Event, Response
 from dbward.config import Listener
 from dbward.credentials import read_credentials
 from dbward.errors import DbwardError
-from dbward.identity.attribution import from_statement, merged
-from dbward.metrics import BY_DECISION, CONNECTIONS, MASKED_VALUES
+from dbward.metrics import CONNECTIONS
 from dbward.policy.decide import Decision, Subject
 from dbward.proxy.connection import Conn, ConnectionClosed
 from dbward.proxy.context import ProxyContext
@@ -49,9 +47,8 @@ from dbward.proxy.mysql.holding import HeldCommand
 from dbward.proxy.mysql.masking import MysqlMasking
 from dbward.proxy.mysql.tracking import Pending, Prepared
 from dbward.proxy.mysql.upstream import kill_query
-from dbward.proxy.recorder import SessionRecorder
+from dbward.proxy.recorder import SessionRecorder, StatementOutcome, statement_data
 from dbward.sql.facts import Analysis, StatementKind
-from dbward.sql.lineage import cached_lineage
 
 log = logging.getLogger(__name__)
 
@@ -614,50 +611,26 @@ class MysqlSession:
         if analysis is not None and any(f.kind is StatementKind.DDL for f in analysis.statements):
             self.masking.session.forget_schema()
         response = pending.response
-        data: dict[str, Any] = {
-            "statement": self.audit_text(pending),
-            "protocol": f"mysql-{pending.protocol}",
-            "duration_ms": pending.duration_ms,
-            "rows": (response.rows or response.affected) if response is not None else 0,
-            "tags": [],
-        }
-        decision = pending.decision
-        failed = pending.error is not None or (response is not None and response.error is not None)
-        if analysis is not None and not failed and (decision is None or decision.allowed):
-            touched = cached_lineage(analysis)
-            if touched:
-                data["lineage"] = touched
+        error = pending.error
+        outcome = StatementOutcome(
+            pending.text,
+            self.audit_text(pending),
+            f"mysql-{pending.protocol}",
+            pending.duration_ms,
+            (response.rows or response.affected) if response is not None else 0,
+            analysis,
+            pending.decision,
+            failed=error is not None or (response is not None and response.error is not None),
+            prepared=str(pending.statement_id) if pending.statement_id is not None else None,
+            withheld=pending.withheld,
+            masked=pending.masked,
+            sqlstate=error[1] if error is not None else None,
+            error=f"{error[0]}: {error[2]}" if error is not None else None,
+            incomplete=incomplete,
+        )
         established = self.established
         agent = established.agent if established is not None else {}
-        if "*/" in pending.text:
-            tagged = from_statement(pending.text)
-            if tagged:
-                agent = merged(agent, tagged)
-        if agent:
-            data["agent"] = agent
-        if pending.statement_id is not None:
-            data["prepared"] = str(pending.statement_id)
-        BY_DECISION[decision.action.value if decision is not None else "none"].inc()
-        if decision is not None:
-            data["decision"] = decision.action.value
-            data["rule"] = decision.rule
-            if not decision.allowed:
-                data["reason"] = decision.message
-            if decision.approval is not None:
-                data["approval"] = decision.approval
-        if pending.withheld:
-            data["withheld_rows"] = pending.withheld
-        masked = pending.masked
-        if masked is not None and masked.settle().values:
-            data["masked"] = masked.summary()
-            MASKED_VALUES.inc(masked.values)
-        if pending.error is not None:
-            code, sqlstate, message = pending.error
-            data["sqlstate"] = sqlstate
-            data["error"] = f"{code}: {message}"
-        if incomplete:
-            data["incomplete"] = True
-        return self.recorder.record(EventKind.STATEMENT, data)
+        return self.recorder.record(EventKind.STATEMENT, statement_data(outcome, agent))
 
     # grants, draining --------------------------------------------------------------------
 
