@@ -13,6 +13,7 @@ from dbward.identity.models import Identity
 from dbward.masking.rows import MaskStats
 from dbward.metrics import BY_DECISION, MASKED_VALUES
 from dbward.policy.decide import Decision
+from dbward.proxy.connection import Conn
 from dbward.sql.facts import Analysis
 from dbward.sql.lineage import cached_lineage
 
@@ -37,6 +38,19 @@ class SessionRecorder:
             target=self.target,
             source=self.source,
             data=data,
+        )
+
+    def connection_end(self, reason: str, duration_s: float, statements: int, client: Conn) -> None:
+        """The session is over: why, how long, and what passed through ``client``."""
+        self.record(
+            EventKind.CONNECTION_END,
+            {
+                "reason": reason,
+                "duration_s": round(duration_s, 3),
+                "statements": statements,
+                "bytes_from_client": client.bytes_in,
+                "bytes_to_client": client.bytes_out,
+            },
         )
 
     def record(self, kind: EventKind, data: dict[str, Any]) -> bool:

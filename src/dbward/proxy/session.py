@@ -177,15 +177,8 @@ class Session:
         self.established.upstream.conn.close()
         for unfinished in self.tracker.abandon():
             self._record_statement(unfinished, incomplete=True)
-        self.recorder.record(
-            EventKind.CONNECTION_END,
-            {
-                "reason": reason,
-                "duration_s": round(time.monotonic() - self.started, 3),
-                "statements": self.statements,
-                "bytes_from_client": self.client.bytes_in,
-                "bytes_to_client": self.client.bytes_out,
-            },
+        self.recorder.connection_end(
+            reason, time.monotonic() - self.started, self.statements, self.client
         )
 
     def _end(self, reason: str) -> None:

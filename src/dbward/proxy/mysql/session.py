@@ -183,15 +183,8 @@ class MysqlSession:
             left = self.pending.popleft()
             if left.audited:
                 self._record_statement(left, incomplete=True)
-        self.recorder.record(
-            EventKind.CONNECTION_END,
-            {
-                "reason": reason,
-                "duration_s": round(time.monotonic() - self.started, 3),
-                "statements": self.statements,
-                "bytes_from_client": self.client.bytes_in,
-                "bytes_to_client": self.client.bytes_out,
-            },
+        self.recorder.connection_end(
+            reason, time.monotonic() - self.started, self.statements, self.client
         )
 
     def _end(self, reason: str) -> None:
