@@ -27,14 +27,31 @@ _LEXEME = r"""
   | (?P<word>[A-Za-z_$@][A-Za-z0-9_$@]*|\d+)
   | (?P<other>{plain})
 """
-_ESCAPES = re.compile(
-    _LEXEME.format(quoted=r"[^'\\]|\\.|''", dquoted=r'[^"\\]|\\.|""', plain=_PLAIN),
-    re.X | re.S,
-)
-_NO_ESCAPES = re.compile(
-    _LEXEME.format(quoted=r"[^']|''", dquoted=r'[^"]|""', plain=_PLAIN), re.X | re.S
-)
-_LITERALS = frozenset({"str", "dstr", "hex", "num"})
+_LITERAL = r"""
+    (?P<ident>`(?:[^`]|``)*`)
+  | '(?:{quoted})*'
+  | "(?:{dquoted})*"
+  | \b[xX]'[0-9A-Fa-f]*'|\b0x[0-9A-Fa-f]+\b|\b[bB]'[01]*'|\b0b[01]+\b
+  | (?<![\w$@.])(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?(?![\w$])
+"""
+
+
+def _patterns(quoted: str, dquoted: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(the whole text as lexemes, for a check in one pass; identifiers and literals,
+    for replacing the literals in another)."""
+    # Atomic and possessive: a text that is not all lexemes fails at once, without
+    # trying other ways to cut it (which could take exponential time).
+    # (No named groups there: CPython 3.11 mis-tracks them inside a possessive repeat.)
+    lexeme = re.sub(r"\(\?P<\w+>", "(?:", _LEXEME)
+    whole = "(?>" + lexeme.format(quoted=quoted, dquoted=dquoted, plain=_PLAIN) + ")*+"
+    return (
+        re.compile(whole, re.X | re.S),
+        re.compile(_LITERAL.format(quoted=quoted, dquoted=dquoted), re.X | re.S),
+    )
+
+
+_ESCAPES = _patterns(r"[^'\\]|\\.|''", r'[^"\\]|\\.|""')
+_NO_ESCAPES = _patterns(r"[^']|''", r'[^"]|""')
 _COMMENTS = re.compile(r"--|#|/\*|\*/")
 
 
@@ -43,22 +60,17 @@ def literal_key(text: str, *, no_backslash_escapes: bool = False) -> str | None:
     enough to be sure where each literal is."""
     if _COMMENTS.search(text):
         return None  # comment markers (even inside a literal): analysed on its own
-    pattern = _NO_ESCAPES if no_backslash_escapes else _ESCAPES
-    parts: list[str] = []
-    pos = 0
-    size = len(text)
+    whole, literal = _NO_ESCAPES if no_backslash_escapes else _ESCAPES
+    if whole.fullmatch(text) is None:
+        return None
     literals = 0
-    while pos < size:
-        match = pattern.match(text, pos)
-        if match is None:
-            return None
-        kind = match.lastgroup
-        if kind in _LITERALS:
-            parts.append("?")
-            literals += 1
-        else:
-            parts.append(match.group())
-        pos = match.end()
-    if not literals:
-        return None  # nothing to share: the exact text is the key
-    return "".join(parts)
+
+    def placeholder(match: re.Match[str]) -> str:
+        nonlocal literals
+        if match.lastgroup == "ident":
+            return match.group()
+        literals += 1
+        return "?"
+
+    key = literal.sub(placeholder, text)
+    return key if literals else None  # without literals the exact text is the key
