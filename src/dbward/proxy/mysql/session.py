@@ -53,6 +53,7 @@ from dbward.sql.facts import Analysis, StatementKind
 log = logging.getLogger(__name__)
 
 _COLUMN_EVENTS = (Event.COLUMN, Event.COLUMNS_END)
+_NO_BACKSLASH_ESCAPES = int(ServerStatus.NO_BACKSLASH_ESCAPES)
 _DROP = object()  # a packet not sent on (a row over the policy's max_rows)
 _next_id = 0
 
@@ -569,7 +570,7 @@ class MysqlSession:
         response = pending.response
         if response is not None and response.error is None:
             self.guard.no_backslash_escapes = bool(
-                response.status & ServerStatus.NO_BACKSLASH_ESCAPES
+                response.status & _NO_BACKSLASH_ESCAPES
             )
         self.desk.answered(pending)
         if pending.audited and not self._record_statement(pending):
