@@ -569,9 +569,7 @@ class MysqlSession:
         (the session is then ended)."""
         response = pending.response
         if response is not None and response.error is None:
-            self.guard.no_backslash_escapes = bool(
-                response.status & _NO_BACKSLASH_ESCAPES
-            )
+            self.guard.no_backslash_escapes = bool(response.status & _NO_BACKSLASH_ESCAPES)
         self.desk.answered(pending)
         if pending.audited and not self._record_statement(pending):
             self._audit_failed()
