@@ -198,15 +198,7 @@ class Handshake:
             log.warning(
                 "session %s: upstream %s: %s", self.recorder.session_id, database, exc.message
             )
-            self.recorder.record(
-                EventKind.LOGIN_FAILED,
-                {
-                    "user": user,
-                    "reason": exc.message,
-                    "stage": "upstream",
-                    "sqlstate": exc.sqlstate,
-                },
-            )
+            self.recorder.login_failed(user, exc, upstream=True)
             self.refuse(exc.sqlstate, f"dbward cannot open connection {database}: {exc.message}")
             raise SessionEnded from None
         if self.ctx.draining:
@@ -255,9 +247,7 @@ class Handshake:
             self.recorder.source,
             exc.message,
         )
-        self.recorder.record(
-            EventKind.LOGIN_FAILED, {"user": user, "reason": exc.message, "sqlstate": exc.sqlstate}
-        )
+        self.recorder.login_failed(user, exc)
         self.identity = self.recorder.identity = None
         self.refuse(exc.sqlstate, exc.message)
 

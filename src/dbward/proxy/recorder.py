@@ -8,6 +8,7 @@ from typing import Any
 
 from dbward.audit.events import AuditEvent, EventKind
 from dbward.audit.writer import AuditWriter
+from dbward.errors import DbwardError
 from dbward.identity.attribution import from_statement, merged
 from dbward.identity.models import Identity
 from dbward.masking.rows import MaskStats
@@ -39,6 +40,14 @@ class SessionRecorder:
             source=self.source,
             data=data,
         )
+
+    def login_failed(self, user: str, exc: DbwardError, *, upstream: bool = False) -> None:
+        """A login that did not succeed: whose, why, and whether the upstream refused."""
+        data: dict[str, Any] = {"user": user, "reason": exc.message}
+        if upstream:
+            data["stage"] = "upstream"
+        data["sqlstate"] = exc.sqlstate
+        self.record(EventKind.LOGIN_FAILED, data)
 
     def connection_end(self, reason: str, duration_s: float, statements: int, client: Conn) -> None:
         """The session is over: why, how long, and what passed through ``client``."""

@@ -204,15 +204,7 @@ class MysqlHandshake:
             log.warning(
                 "session %s: upstream %s: %s", self.recorder.session_id, database, exc.message
             )
-            self.recorder.record(
-                EventKind.LOGIN_FAILED,
-                {
-                    "user": user,
-                    "reason": exc.message,
-                    "stage": "upstream",
-                    "sqlstate": exc.sqlstate,
-                },
-            )
+            self.recorder.login_failed(user, exc, upstream=True)
             self.refuse(
                 e.HANDSHAKE, "08S01", f"dbward cannot open connection {database}: {exc.message}"
             )
@@ -274,9 +266,7 @@ class MysqlHandshake:
             self.recorder.source,
             exc.message,
         )
-        self.recorder.record(
-            EventKind.LOGIN_FAILED, {"user": user, "reason": exc.message, "sqlstate": exc.sqlstate}
-        )
+        self.recorder.login_failed(user, exc)
         self.identity = self.recorder.identity = None
         self.refuse(code, sqlstate, exc.message)
 
